@@ -1,0 +1,434 @@
+"""`madc fuzz`: hypothesis-driven differential testing of a compiled spec against its float64
+reference (and, with `--front-end`, of the compiler front end: madc/fuzz_frontend.py).
+
+The pipeline: read the spec -> build a `Plan` from the IR and the runtime API (which inputs,
+dims, dtypes, value distributions make sense) -> phase 1 runs `--examples` hypothesis examples
+without stopping, recording every verdict -> if any failed, phase 2 replays the same seeded
+search (verdicts memoised, so the replay is free) and lets hypothesis shrink the first failure
+-> the shrunk case is written as a standalone repro script (madc/repro.py). What is compared,
+and the tolerances, are in docs/fuzzing.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from madc.repro import DTYPES, TOLERANCES, Candidate, Case, CaseResult, run_case, write_repro
+
+#: Sequence lengths hypothesis starts from: 1, primes, around powers of two (chunk edges).
+LENGTHS = (1, 2, 3, 5, 7, 13, 16, 17, 31, 33, 61, 64, 65, 97, 127, 128, 129, 257)
+#: Chunk sizes tried on the chunked backend (None: the backend's default).
+CHUNK_SIZES = (None, 1, 2, 3, 4, 7, 16)
+#: Smaller values tried for each dim (kept only when the spec compiles with them).
+SMALL_DIMS = (1, 2, 3, 5, 8)
+
+
+class FuzzFailure(Exception):
+    """Raised inside the hypothesis test so hypothesis shrinks; carries the case."""
+
+    def __init__(self, case: Case, result: CaseResult):
+        super().__init__(result.describe())
+        self.case = case
+        self.result = result
+
+
+@dataclass
+class Plan:
+    """What the strategies may draw for one spec and candidate."""
+
+    dtypes: tuple
+    dim_choices: tuple  # ((name, (values, default first)), ...) for dims that vary
+    inputs: tuple
+    input_dists: tuple
+    state_dists: tuple
+    chunk_sizes: tuple
+    max_length: int
+    notes: list = field(default_factory=list)
+
+
+@dataclass
+class Summary:
+    """What a fuzz run found; `to_dict` is what `summary.json` holds."""
+
+    spec: str
+    candidate: str
+    examples: int = 0
+    failures: int = 0
+    out_of_range: int = 0
+    by_dtype: dict = field(default_factory=dict)
+    max_error: dict = field(default_factory=dict)  # dtype -> kind -> max error seen
+    first_failure: str | None = None
+    shrunk_case: str | None = None
+    repro: str | None = None
+    notes: list = field(default_factory=list)
+    seconds: float = 0.0
+
+    def record(self, case: Case, result: CaseResult) -> None:
+        """Count one phase-1 verdict."""
+        self.examples += 1
+        self.by_dtype[case.dtype] = self.by_dtype.get(case.dtype, 0) + 1
+        if result.status == "out_of_range":
+            self.out_of_range += 1
+        if result.failed:
+            self.failures += 1
+            if self.first_failure is None:
+                self.first_failure = f"{case.to_json()}\n{result.describe()}"
+        errors = self.max_error.setdefault(case.dtype, {})
+        for f in result.findings:
+            errors[f.kind] = max(errors.get(f.kind, 0.0), f.error)
+
+    def to_dict(self) -> dict:
+        """JSON-ready form (infinite errors as the string "inf")."""
+        errs = {d: {k: ("inf" if math.isinf(v) else v) for k, v in e.items()}
+                for d, e in self.max_error.items()}
+        return {"spec": self.spec, "candidate": self.candidate, "examples": self.examples,
+                "failures": self.failures, "out_of_range": self.out_of_range,
+                "by_dtype": self.by_dtype, "max_error": errs, "shrunk_case": self.shrunk_case,
+                "repro": self.repro, "notes": self.notes, "seconds": round(self.seconds, 2)}
+
+    def render(self) -> str:
+        """The human summary: counts, then max error / tolerance per dtype and quantity."""
+        per = ", ".join(f"{d} {n}" for d, n in sorted(self.by_dtype.items()))
+        lines = [f"madc fuzz {self.spec} ({self.candidate}): {self.examples} examples "
+                 f"({per}), {self.failures} failures, {self.out_of_range} out of range, "
+                 f"{self.seconds:.1f}s"]
+        for note in self.notes:
+            lines.append(f"  note: {note}")
+        if self.max_error:
+            dts = [d for d in DTYPES if d in self.max_error]
+            lines.append("  max error (allowed)  " + "".join(f"{d:>22}" for d in dts))
+            for kind in ("output", "state", "grad"):
+                cells = []
+                for d in dts:
+                    v = self.max_error[d].get(kind)
+                    cells.append(f"{'-' if v is None else f'{v:.2e}'} ({TOLERANCES[d][kind]:.0e})")
+                lines.append(f"  {kind:<20}" + "".join(f"{c:>22}" for c in cells))
+        if self.first_failure:
+            lines.append("first failure:\n  " + self.first_failure.replace("\n", "\n  "))
+        if self.shrunk_case:
+            lines.append(f"shrunk to: {self.shrunk_case}")
+        if self.repro:
+            lines.append(f"repro: python {self.repro}")
+        return "\n".join(lines)
+
+
+class FuzzSetupError(Exception):
+    """The candidate cannot be fuzzed at all (backend unavailable, bad options)."""
+
+
+# --------------------------------------------------------------------------- the plan
+
+
+def input_dists(facts: frozenset) -> tuple:
+    """Value distributions for per-token inputs, chosen by the semiring's derived facts:
+    exact ties where ⊕ is max/min, the ⊕ identity (-inf or +inf) where it is one."""
+    dists = ["zeros", "large", "tiny"]
+    if "idempotent_add" in facts:
+        dists.append("ties")
+    if facts & {"add_is_max", "add_is_logaddexp"}:
+        dists.append("neg_inf")
+    if "add_is_min" in facts:
+        dists.append("pos_inf")
+    return tuple(dists)
+
+
+def state_dists(semiring) -> tuple:
+    """Value distributions for initial states: values of the semiring's domain, and its zero
+    (an infinity) where the domain has one."""
+    by_domain = {"nonneg": ("nonneg",), "positive": ("positive",), "unit_interval": ("unit",),
+                 "boolean": ("boolean",)}
+    if semiring.domain in by_domain:
+        return by_domain[semiring.domain]
+    dists = ["normal"]
+    if "idempotent_add" in semiring.facts:
+        dists.append("ties")
+    if semiring.facts & {"add_is_max", "add_is_logaddexp"}:
+        dists.append("neg_inf")
+    if "add_is_min" in semiring.facts:
+        dists.append("pos_inf")
+    return tuple(dists)
+
+
+def _refused(result: CaseResult) -> bool:
+    """True when the candidate raised a clean refusal (not a crash) for a probe."""
+    return result.failed and any(f" raised {name}:" in result.message for name in (
+        "InputError", "CompileError", "NotImplementedError", "ValueError", "TypeError"))
+
+
+def build_plan(source: str, candidate: Candidate, *, dtypes: tuple, explicit_dtypes: bool,
+               fixed_dims: dict, fuzz_dims: bool, max_length: int, cache: dict) -> Plan:
+    """Probe the candidate: which dtypes run, which dim values compile; read inputs and the
+    semiring from the IR and the runtime API. Raises CompileError for a bad spec and
+    FuzzSetupError when the candidate cannot run at all."""
+    import madc
+    from madc.frontend import load_spec
+
+    ir = load_spec(source)
+    if not candidate.module_path:
+        try:
+            madc.load(source, backend=candidate.backend, **fixed_dims)
+        except Exception as exc:  # noqa: BLE001 - reported as a setup error, exit 2
+            raise FuzzSetupError(f"backend {candidate.backend!r} is unavailable for this spec: "
+                                 f"{type(exc).__name__}: {exc}") from exc
+    reference = madc.load(source, backend="reference", **fixed_dims)
+    notes = []
+    base = tuple(sorted(fixed_dims.items()))
+    kept = []
+    for dtype in dtypes:
+        probe = run_case(source, candidate, Case(dtype=dtype, length=2, dims=base), cache)
+        if probe.failed and "raised" in probe.message and not explicit_dtypes:
+            notes.append(f"{dtype} skipped: the candidate does not run it "
+                         f"({probe.message.splitlines()[0]})")
+            continue
+        kept.append(dtype)
+    if not kept:
+        raise FuzzSetupError("the candidate runs none of the dtypes " + ", ".join(dtypes))
+    choices = []
+    for name, default in (ir.dims if fuzz_dims else ()):
+        if name in fixed_dims:
+            continue
+        values = [default]
+        for v in [v for v in SMALL_DIMS if v < default][:3]:
+            dims = tuple(sorted({**fixed_dims, name: v}.items()))
+            try:
+                probe = run_case(source, candidate, Case(length=3, dims=dims), cache)
+            except Exception:  # noqa: BLE001 - the spec itself does not allow this size
+                continue
+            if _refused(probe):
+                notes.append(f"{name}={v} skipped: {probe.message.splitlines()[0]}")
+                continue
+            values.append(v)
+        if len(values) > 1:
+            choices.append((name, tuple(values)))
+    chunks = CHUNK_SIZES if candidate.backend == "chunked" and not candidate.module_path \
+        else (None,)
+    return Plan(dtypes=tuple(kept), dim_choices=tuple(choices),
+                inputs=tuple(reference.inputs), input_dists=input_dists(ir.semiring.facts),
+                state_dists=state_dists(ir.semiring), chunk_sizes=chunks,
+                max_length=max_length, notes=notes)
+
+
+def case_strategy(plan: Plan, fixed_dims: dict):
+    """The hypothesis strategy of `Case`s for `plan`. Every choice shrinks towards the
+    simplest case: fp32, default dims, B=1, T=1, normal values, no initial state, seed 0."""
+    from hypothesis import strategies as st
+
+    lengths = st.one_of(st.sampled_from([t for t in LENGTHS if t <= plan.max_length]),
+                        st.integers(1, plan.max_length))
+
+    @st.composite
+    def cases(draw):
+        dtype = draw(st.sampled_from(plan.dtypes))
+        dims = dict(fixed_dims)
+        for name, values in plan.dim_choices:
+            dims[name] = draw(st.sampled_from(values))
+        chunk = draw(st.sampled_from(plan.chunk_sizes))
+        packed = draw(st.booleans())
+        if packed:
+            seqs = draw(st.lists(st.integers(1, max(1, plan.max_length // 4)), min_size=1,
+                                 max_size=4))
+            batch, length = 1, sum(seqs)
+        else:
+            seqs = []
+            batch = draw(st.integers(1, 3))
+            length = draw(lengths)
+        dists = []
+        for name in plan.inputs:
+            dist = draw(st.one_of(st.just("normal"), st.sampled_from(plan.input_dists)))
+            if dist != "normal":
+                dists.append((name, dist))
+        init = draw(st.one_of(st.none(), st.sampled_from(plan.state_dists)))
+        seed = draw(st.integers(0, 2**20))
+        return Case(dtype=dtype, batch=batch, length=length, lengths=tuple(seqs),
+                    dims=tuple(sorted(dims.items())), dists=tuple(dists), initial_state=init,
+                    chunk_size=chunk, seed=seed)
+
+    return cases()
+
+
+# --------------------------------------------------------------------------- the search
+
+
+def fuzz(source: str, candidate: Candidate, *, examples: int = 50, seed: int = 0,
+         dtypes: tuple | None = None, dims: dict | None = None, max_length: int = 300,
+         out_dir: str | Path = "runs/fuzz", spec_path: str = "<source>",
+         shrink_seconds: float = 60.0, progress=None) -> Summary:
+    """Fuzz `candidate` against the float64 reference of the spec `source`.
+
+    `dims` fixes dims (they are then not fuzzed; a `module_path` candidate never fuzzes dims);
+    `dtypes` restricts the dtypes (default: every dtype the candidate runs). A failure is
+    shrunk for at most `shrink_seconds` and written as a repro script to `out_dir`. Returns
+    the `Summary` (also written to `out_dir/summary.json`). Raises CompileError for a bad spec
+    and FuzzSetupError when the candidate cannot run.
+    """
+    from hypothesis import HealthCheck, Phase, Verbosity, given, settings
+    from hypothesis import seed as hypothesis_seed
+    from hypothesis.errors import HypothesisException
+
+    started = time.monotonic()
+    fixed = dict(dims or {})
+    cache: dict = {}
+    plan = build_plan(source, candidate, dtypes=tuple(dtypes or DTYPES),
+                      explicit_dtypes=dtypes is not None, fixed_dims=fixed,
+                      fuzz_dims=not candidate.module_path, max_length=max_length, cache=cache)
+    summary = Summary(spec=spec_path, candidate=candidate.label(), notes=list(plan.notes))
+    strategy = case_strategy(plan, fixed)
+    memo: dict = {}
+
+    def verdict(case: Case) -> CaseResult:
+        if case not in memo:
+            try:
+                memo[case] = run_case(source, candidate, case, cache)
+            except Exception as exc:  # noqa: BLE001 - the reference itself broke: a finding
+                memo[case] = CaseResult("fail", message=f"the reference raised "
+                                        f"{type(exc).__name__}: {exc}")
+        return memo[case]
+
+    common = dict(max_examples=examples, database=None, deadline=None,
+                  suppress_health_check=list(HealthCheck), verbosity=Verbosity.quiet)
+
+    @hypothesis_seed(seed)
+    @settings(phases=[Phase.generate], **common)
+    @given(strategy)
+    def explore(case: Case) -> None:
+        result = verdict(case)
+        summary.record(case, result)
+        if progress is not None:
+            progress(summary, case, result)
+
+    explore()
+    first = next((c for c, r in memo.items() if r.failed), None)
+    if first is not None:
+        stop_at = time.monotonic() + shrink_seconds
+
+        @hypothesis_seed(seed)
+        @settings(phases=[Phase.generate, Phase.shrink], report_multiple_bugs=False, **common)
+        @given(strategy)
+        def shrink(case: Case) -> None:
+            # Past the budget, unseen cases count as passing: shrinking stops improving.
+            if case not in memo and time.monotonic() > stop_at:
+                return
+            result = verdict(case)
+            if result.failed:
+                raise FuzzFailure(case, result)
+
+        shrunk = first
+        try:
+            shrink()
+        except FuzzFailure as failure:
+            shrunk = failure.case
+        except HypothesisException as exc:  # flaky candidate: keep the unshrunk case
+            summary.notes.append(f"shrinking gave up ({type(exc).__name__}); repro is unshrunk")
+        summary.shrunk_case = shrunk.to_json()
+        name = f"repro_{Path(spec_path).stem}_{candidate.backend}_{seed}"
+        path = write_repro(out_dir, source, candidate, shrunk, memo[shrunk], spec_path, name)
+        summary.repro = str(path)
+    summary.seconds = time.monotonic() - started
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "summary.json").write_text(json.dumps(summary.to_dict(), indent=2) + "\n")
+    return summary
+
+
+# --------------------------------------------------------------------------- the command
+
+
+def add_fuzz_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add `madc fuzz`'s flags to its subparser."""
+    parser.add_argument("file", nargs="?", metavar="FILE", help="the .scan spec to fuzz")
+    parser.add_argument("--backend", choices=["chunked", "triton"], default=None,
+                        help="backend under test (default: triton on cuda, else chunked)")
+    parser.add_argument("--module", metavar="PATH", default=None,
+                        help="fuzz this backend module of an emitted package instead "
+                             "(e.g. out/gla/chunked.py; its scan() entry point)")
+    parser.add_argument("--examples", type=int, default=50, metavar="N")
+    parser.add_argument("--seed", type=int, default=0, metavar="S")
+    parser.add_argument("--device", choices=["cpu", "cuda"], default=None,
+                        help="where the candidate runs (default: cuda when available)")
+    parser.add_argument("--dtype", action="append", choices=sorted(DTYPES), default=None,
+                        help="restrict to this dtype (repeatable; default: all it runs)")
+    parser.add_argument("--dim", action="append", default=[], metavar="NAME=VALUE",
+                        help="fix a dim (repeatable); other dims are fuzzed")
+    parser.add_argument("--max-length", type=int, default=300, metavar="T",
+                        help="longest sequence drawn")
+    parser.add_argument("--shrink-seconds", type=float, default=60.0, metavar="S")
+    parser.add_argument("--out", default="runs/fuzz", metavar="DIR",
+                        help="where repro scripts and summary.json go")
+    parser.add_argument("--front-end", action="store_true",
+                        help="fuzz the compiler front end with random and mutated specs")
+
+
+def _parse_dims(items: list) -> dict:
+    dims = {}
+    for item in items:
+        name, sep, value = item.partition("=")
+        if not sep or not name.strip() or not value.strip().isdigit() or int(value) < 1:
+            raise ValueError(f"--dim expects NAME=VALUE with a positive integer, got {item!r}")
+        dims[name.strip()] = int(value)
+    return dims
+
+
+def main_fuzz(args: argparse.Namespace) -> int:
+    """`madc fuzz`: 0 no failures, 1 a failure (repro written), 2 a usage or spec error."""
+    from madc.errors import CompileError
+
+    if args.front_end:
+        from madc.fuzz_frontend import run_front_end_fuzz
+
+        return int(run_front_end_fuzz(args.examples, args.seed, args.out))
+    err = sys.stderr
+    if not args.file:
+        print("madc fuzz: error: FILE is required (or --front-end)", file=err)
+        return 2
+    if args.examples < 1 or args.max_length < 1:
+        print("madc fuzz: error: --examples and --max-length must be positive", file=err)
+        return 2
+    try:
+        source = Path(args.file).read_text()
+        dims = _parse_dims(args.dim)
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        print(f"madc fuzz: error: {exc}", file=err)
+        return 2
+    import torch
+
+    from madc.frontend import load_spec
+
+    try:
+        load_spec(source, path=args.file)  # diagnostics name the file, not "<input>"
+    except CompileError as exc:
+        print(exc.render(), file=err)
+        return 2
+    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    if device == "cuda" and not torch.cuda.is_available():
+        print("madc fuzz: error: --device cuda but CUDA is not available", file=err)
+        return 2
+    backend = args.backend or ("triton" if device == "cuda" else "chunked")
+    if args.module and not Path(args.module).is_file():
+        print(f"madc fuzz: error: --module {args.module}: no such file", file=err)
+        return 2
+    candidate = Candidate(backend=backend, module_path=args.module, device=device)
+
+    def progress(summary: Summary, case: Case, result: CaseResult) -> None:
+        if result.failed and summary.failures == 1:
+            print(f"  failure at example {summary.examples}; continuing, then shrinking",
+                  file=err)
+
+    try:
+        summary = fuzz(source, candidate, examples=args.examples, seed=args.seed,
+                       dtypes=tuple(args.dtype) if args.dtype else None, dims=dims,
+                       max_length=args.max_length, out_dir=args.out, spec_path=args.file,
+                       shrink_seconds=args.shrink_seconds, progress=progress)
+    except CompileError as exc:
+        print(exc.render(), file=err)
+        return 2
+    except (FuzzSetupError, KeyError) as exc:
+        print(f"madc fuzz: error: {exc}", file=err)
+        return 2
+    print(summary.render())
+    return 1 if summary.failures else 0

@@ -1,0 +1,569 @@
+"""One fuzz case, reproducible: regenerate its inputs from a seed, run a candidate backend and
+the float64 reference, compare them with the documented tolerances, and write a standalone
+script that does exactly that.
+
+`madc fuzz` (madc/fuzz.py) draws `Case`s with hypothesis and calls `run_case`; a repro script
+calls the same `run_case`, so the script fails if and only if the fuzzer's check fails. This
+module needs torch and madc only (no hypothesis), so a repro runs anywhere madc is installed.
+The comparison rules and the tolerance table are documented in docs/fuzzing.md.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+import importlib.util
+import json
+import math
+import shutil
+import sys
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+
+DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+#: Largest accepted error, relative to the float64 reference's largest magnitude, by dtype and
+#: quantity kind. See docs/fuzzing.md for how they were chosen.
+TOLERANCES = {
+    "fp32": {"output": 1e-4, "state": 1e-4, "grad": 2e-4},
+    "fp16": {"output": 1e-2, "state": 1e-2, "grad": 2e-2},
+    "bf16": {"output": 5e-2, "state": 5e-2, "grad": 1e-1},
+}
+#: A candidate may also be up to this many times less accurate than the sequential reference
+#: run in the same dtype (some inputs are ill-conditioned in any algorithm at that precision).
+LOWP_FACTOR = 4.0
+#: Values the float64 reference produces above this fraction of the dtype's largest finite value
+#: make the example out of the dtype's range: it is counted and skipped, not compared.
+RANGE_FRACTION = 1.0 / 64.0
+#: Scales of the "large" and "tiny" value distributions by dtype.
+LARGE = {"fp32": 16.0, "bf16": 16.0, "fp16": 4.0}
+TINY = {"fp32": 1e-4, "bf16": 1e-4, "fp16": 1e-2}
+#: Value distributions for per-token inputs; "ties", "neg_inf", "pos_inf" only where the
+#: semiring makes them meaningful (see madc/fuzz.py).
+INPUT_DISTS = ("normal", "zeros", "large", "tiny", "ties", "neg_inf", "pos_inf")
+#: Value distributions for initial states (the semiring domain's own values).
+STATE_DISTS = ("normal", "nonneg", "unit", "boolean", "positive", "neg_inf", "pos_inf", "ties")
+
+
+@dataclass(frozen=True)
+class Case:
+    """One fuzz example. Everything a run needs is here; values come from `seed`.
+
+    `lengths` non-empty means a packed batch: B = 1, T = sum(lengths), `cu_seqlens` from the
+    lengths. `dims` and `dists` are sorted `(name, value)` pairs; an input missing from `dists`
+    is drawn "normal". `initial_state` is a `STATE_DISTS` name or None (no initial state).
+    """
+
+    dtype: str = "fp32"
+    batch: int = 1
+    length: int = 1
+    lengths: tuple = ()
+    dims: tuple = ()
+    dists: tuple = ()
+    initial_state: str | None = None
+    chunk_size: int | None = None
+    seed: int = 0
+
+    def to_json(self) -> str:
+        """The case as one line of JSON (tuples become lists)."""
+        return json.dumps(asdict(self), sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> Case:
+        """Inverse of `to_json`."""
+        raw = json.loads(text)
+        raw["lengths"] = tuple(raw["lengths"])
+        raw["dims"] = tuple(tuple(p) for p in raw["dims"])
+        raw["dists"] = tuple(tuple(p) for p in raw["dists"])
+        return cls(**raw)
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """What is under test: a runtime backend (`madc.load(..., backend=backend)`) or, when
+    `module_path` is set, one backend module file of an emitted package (its `scan` entry
+    point, docs/runtime.md), for example a hand-patched `out/gla/chunked.py`."""
+
+    backend: str = "chunked"
+    module_path: str | None = None
+    device: str = "cpu"
+
+    def label(self) -> str:
+        """Short human name."""
+        return f"module {self.module_path}" if self.module_path else f"backend {self.backend}"
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One compared quantity: `kind` is output/state/grad; `error` the max abs difference over
+    positions where the reference is finite, divided by the reference's max magnitude;
+    `allowed` the tolerance it was held to; `problem` a reason when it failed otherwise."""
+
+    quantity: str
+    kind: str
+    error: float
+    allowed: float
+    problem: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        """True when the quantity passed."""
+        return self.problem is None and self.error <= self.allowed
+
+
+@dataclass
+class CaseResult:
+    """The verdict on one case: status is "ok", "fail" or "out_of_range"."""
+
+    status: str
+    findings: list = field(default_factory=list)
+    message: str = ""
+
+    @property
+    def failed(self) -> bool:
+        """True when the candidate disagreed with the reference or crashed."""
+        return self.status == "fail"
+
+    def describe(self) -> str:
+        """Human-readable lines: the failing quantities, or the message."""
+        lines = [self.message] if self.message else []
+        for f in self.findings:
+            if not f.ok:
+                why = f.problem or f"error {f.error:.3g} > allowed {f.allowed:.3g}"
+                lines.append(f"  {f.quantity}: {why}")
+        return "\n".join(lines)
+
+
+class _Runner:
+    """Calls a candidate as `(inputs, initial_state, cu_seqlens) -> (outputs, states)`;
+    `params` are its learnable tensors by spec name."""
+
+    def __init__(self, call, params: dict):
+        self.call = call
+        self.params = params
+
+
+def _as_tuple(x) -> tuple:
+    return tuple(x) if isinstance(x, (tuple, list)) else (x,)
+
+
+def module_runner(module: torch.nn.Module) -> _Runner:
+    """A runner over a runtime `nn.Module` (the object `madc.load` returns)."""
+
+    def call(inputs, initial_state, cu_seqlens):
+        kwargs = dict(inputs)
+        if initial_state is not None:
+            kwargs["initial_state"] = (initial_state[0] if len(initial_state) == 1
+                                       else tuple(initial_state))
+        if cu_seqlens is not None:
+            kwargs["cu_seqlens"] = cu_seqlens
+        out, state = module(**kwargs, return_state=True)
+        return _as_tuple(out), _as_tuple(state)
+
+    return _Runner(call, dict(module.named_parameters()))
+
+
+def import_backend_module(path: str):
+    """Import one backend module file of an emitted package under a private package name
+    (so a patched copy never collides with a cached or installed package of the same name)."""
+    file = Path(path).resolve()
+    if not file.is_file():
+        raise FileNotFoundError(f"backend module {path} does not exist")
+    pkg_dir = file.parent
+    tag = hashlib.sha256(str(file).encode()).hexdigest()[:12]
+    pkg_name = f"_madc_candidate_{pkg_dir.name}_{tag}"
+    if pkg_name not in sys.modules:
+        init = pkg_dir / "__init__.py"
+        spec = importlib.util.spec_from_file_location(
+            pkg_name, init if init.exists() else None, submodule_search_locations=[str(pkg_dir)])
+        package = importlib.util.module_from_spec(spec)
+        sys.modules[pkg_name] = package
+        if init.exists():
+            spec.loader.exec_module(package)
+    return importlib.import_module(f"{pkg_name}.{file.stem}")
+
+
+def path_runner(path: str, param_values: dict, dims: dict, options: dict) -> _Runner:
+    """A runner over a backend module's `scan(inputs, params, dims, initial_state, cu_seqlens,
+    **options)` entry point; `param_values` are copied into fresh leaf tensors."""
+    backend = import_backend_module(path)
+    params = {n: v.detach().clone().requires_grad_(True) for n, v in param_values.items()}
+
+    def call(inputs, initial_state, cu_seqlens):
+        outs, states = backend.scan(dict(inputs), dict(params), dict(dims), initial_state,
+                                    cu_seqlens, **options)
+        return _as_tuple(outs), _as_tuple(states)
+
+    return _Runner(call, params)
+
+
+def draw(dist: str, shape: tuple, dtype: str, gen: torch.Generator) -> torch.Tensor:
+    """Values of distribution `dist` (an INPUT_DISTS or STATE_DISTS name), float64, already
+    rounded through `dtype` so candidate and reference see the same numbers."""
+    f64 = torch.float64
+    normal = torch.randn(shape, generator=gen, dtype=f64)
+    if dist == "normal":
+        x = normal
+    elif dist == "zeros":
+        x = torch.zeros(shape, dtype=f64)
+    elif dist == "large":
+        x = normal * LARGE[dtype]
+    elif dist == "tiny":
+        x = normal * TINY[dtype]
+    elif dist == "ties":
+        # Few distinct values, so max/min see exact ties.
+        x = torch.randint(-2, 3, shape, generator=gen).to(f64) / 2
+    elif dist in ("neg_inf", "pos_inf"):
+        mask = torch.rand(shape, generator=gen, dtype=f64) < 0.3
+        x = normal.masked_fill(mask, -math.inf if dist == "neg_inf" else math.inf)
+    elif dist == "nonneg":
+        x = normal.abs()
+    elif dist == "positive":
+        x = normal.abs() + 0.1
+    elif dist == "unit":
+        x = torch.rand(shape, generator=gen, dtype=f64)
+    elif dist == "boolean":
+        x = torch.randint(0, 2, shape, generator=gen).to(f64)
+    else:
+        raise ValueError(f"unknown value distribution {dist!r}")
+    return x.to(DTYPES[dtype]).to(f64)
+
+
+def _round(t: torch.Tensor, dtype: str) -> torch.Tensor:
+    return t.detach().to(DTYPES[dtype]).to(torch.float64)
+
+
+def _load(source: str, backend: str, dims: dict, **options) -> torch.nn.Module:
+    import madc
+
+    return madc.load(source, backend=backend, **dims, **options)
+
+
+def _set_params(runner: _Runner, values: dict, dtype: torch.dtype, device: str) -> None:
+    with torch.no_grad():
+        for name, p in runner.params.items():
+            p.data = values[name].to(device=device, dtype=dtype)
+
+
+def _forward_backward(runner: _Runner, inputs: dict, init, cu, dtype, device, cotangent_seed,
+                      finite_masks=None):
+    """Run forward and backward in `dtype` on `device`; return float64 CPU copies of
+    (outputs, states, grads by name). Cotangents are seeded and rounded through the dtype;
+    the loss only sees positions `finite_masks` marks (default: where outputs are finite)."""
+    leaves = {}
+    dev_inputs = {}
+    for name, x in inputs.items():
+        dev_inputs[name] = x.to(device=device, dtype=dtype).requires_grad_(True)
+        leaves[f"grad input {name}"] = dev_inputs[name]
+    dev_init = None
+    if init is not None:
+        dev_init = tuple(s.to(device=device, dtype=dtype).requires_grad_(True) for s in init)
+        for i, s in enumerate(dev_init):
+            leaves[f"grad initial_state {i}"] = s
+    for name, p in runner.params.items():
+        leaves[f"grad param {name}"] = p
+    outs, states = runner.call(dev_inputs, dev_init, cu.to(device) if cu is not None else None)
+    values = list(outs) + list(states)
+    gen = torch.Generator().manual_seed(cotangent_seed)
+    if finite_masks is None:
+        finite_masks = [torch.isfinite(v.detach().cpu().to(torch.float64)) for v in values]
+    loss = 0.0
+    for v, mask in zip(values, finite_masks):
+        w = torch.randn(tuple(v.shape), generator=gen, dtype=torch.float64)
+        w = (_round(w, _short(dtype)) * mask).to(device=device, dtype=dtype)
+        loss = loss + torch.where(mask.to(device), v, torch.zeros_like(v)).mul(w).sum()
+    names = list(leaves)
+    grads = torch.autograd.grad(loss, [leaves[n] for n in names], allow_unused=True)
+    cpu = [v.detach().cpu().to(torch.float64) for v in values]
+    grads = {n: (None if g is None else g.detach().cpu().to(torch.float64))
+             for n, g in zip(names, grads)}
+    return cpu[:len(outs)], cpu[len(outs):], grads, finite_masks
+
+
+def _short(dtype: torch.dtype) -> str:
+    return next(k for k, v in DTYPES.items() if v == dtype)
+
+
+def rel_error(got: torch.Tensor, want: torch.Tensor) -> float:
+    """Max |got - want| over positions where `want` is finite, divided by max |want| there
+    (1e-30 floor). NaN/inf in `got` at those positions give inf."""
+    mask = torch.isfinite(want)
+    if not bool(mask.any()):
+        return 0.0
+    diff = (got[mask] - want[mask]).abs()
+    if not bool(torch.isfinite(diff).all()):
+        return math.inf
+    return float(diff.max()) / max(float(want[mask].abs().max()), 1e-30)
+
+
+def compare(quantity: str, kind: str, got, want, lowp, dtype: str) -> Finding:
+    """Judge one quantity (see docs/fuzzing.md): shapes equal; where the float64 reference is
+    +-inf the candidate has the same value; where it is finite the candidate is finite (or, if
+    the reference is beyond the dtype's range, the same-signed inf) and within tolerance; where
+    the reference is NaN nothing is required."""
+    tol = TOLERANCES[dtype][kind]
+    if want is None:
+        if got is not None and bool((got != 0).any()):
+            return Finding(quantity, kind, math.inf, tol, "gradient where the reference has none")
+        return Finding(quantity, kind, 0.0, tol)
+    if got is None:
+        if bool((want != 0).any()):
+            return Finding(quantity, kind, math.inf, tol, "no gradient; the reference has one")
+        return Finding(quantity, kind, 0.0, tol)
+    if tuple(got.shape) != tuple(want.shape):
+        return Finding(quantity, kind, math.inf, tol,
+                       f"shape {tuple(got.shape)}, expected {tuple(want.shape)}")
+    inf = torch.isinf(want)
+    if bool((got[inf] != want[inf]).any()):
+        n = int((got[inf] != want[inf]).sum())
+        return Finding(quantity, kind, math.inf, tol, f"{n} positions where the reference is "
+                       "+-inf differ (inf positions must match)")
+    finite = torch.isfinite(want)
+    bad = finite & ~torch.isfinite(got)
+    big = want.abs() > torch.finfo(DTYPES[dtype]).max
+    bad &= ~(big & torch.isinf(got) & (torch.sign(got) == torch.sign(want)))
+    if bool(bad.any()):
+        n_nan = int((bad & torch.isnan(got)).sum())
+        return Finding(quantity, kind, math.inf, tol,
+                       f"{n_nan} NaN and {int(bad.sum()) - n_nan} inf where the reference is "
+                       "finite")
+    keep = finite & ~big
+    err = rel_error(got.masked_fill(~keep, 0), want.masked_fill(~keep, 0))
+    allowed = tol
+    if lowp is not None and tuple(lowp.shape) == tuple(want.shape):
+        both = keep & torch.isfinite(lowp)
+        low_err = rel_error(lowp.masked_fill(~both, 0), want.masked_fill(~both, 0))
+        allowed = max(tol, LOWP_FACTOR * low_err)
+    return Finding(quantity, kind, err, allowed)
+
+
+def case_tensors(module: torch.nn.Module, case: Case):
+    """The case's inputs (name -> float64 `[B, T, (H,) *shape]`), initial states (a tuple or
+    None) and `cu_seqlens` (or None), regenerated from `case.seed` and the runtime API's
+    `inputs`, `heads` and `state_shapes`."""
+    gen = torch.Generator().manual_seed(case.seed)
+    heads = (int(module.heads),) if module.heads else ()
+    if case.lengths:
+        batch, length, n_seq = 1, sum(case.lengths), len(case.lengths)
+        offsets = [0]
+        for n in case.lengths:
+            offsets.append(offsets[-1] + n)
+        cu = torch.tensor(offsets, dtype=torch.long)
+    else:
+        batch, length, n_seq, cu = case.batch, case.length, case.batch, None
+    dists = dict(case.dists)
+    inputs = {name: draw(dists.get(name, "normal"), (batch, length, *heads, *shape),
+                         case.dtype, gen)
+              for name, shape in module.inputs.items()}
+    init = None
+    if case.initial_state is not None:
+        init = tuple(draw(case.initial_state, (n_seq, *heads, *shape), case.dtype, gen)
+                     for shape in module.state_shapes.values())
+    return inputs, init, cu
+
+
+def dim_sizes(source: str, dims: dict) -> dict:
+    """Every dim of the spec with `dims` overriding the defaults."""
+    from madc.frontend import load_spec
+
+    return load_spec(source).dim_sizes(**dims)
+
+
+def _cached(cache: dict, key, make):
+    if key not in cache:
+        cache[key] = make()
+    return cache[key]
+
+
+def _reference(source: str, dims: dict, cache: dict):
+    """The float64 reference module on CPU and its pristine param values (init under seed 0)."""
+    def make():
+        with torch.random.fork_rng():
+            torch.manual_seed(0)
+            module = _load(source, "reference", dims).double()
+        return module, {n: p.detach().clone() for n, p in module.named_parameters()}
+
+    return _cached(cache, ("reference", tuple(sorted(dims.items()))), make)
+
+
+def _out_of_range(values, dtype: str, inputs_have_inf: bool) -> str | None:
+    limit = RANGE_FRACTION * torch.finfo(DTYPES[dtype]).max
+    for v in values:
+        if v is None:
+            continue
+        finite = v[torch.isfinite(v)]
+        if finite.numel() and float(finite.abs().max()) > limit:
+            return f"the float64 reference reaches {float(finite.abs().max()):.3g}, beyond " \
+                   f"{dtype}'s range"
+        if not inputs_have_inf and bool(torch.isinf(v).any()):
+            return "the float64 reference overflows"
+    return None
+
+
+def _candidate_runner(source, candidate, case, dims, params, cache) -> _Runner:
+    dtype = DTYPES[case.dtype]
+    options = {} if case.chunk_size is None else {"chunk_size": case.chunk_size}
+    if candidate.module_path:
+        sizes = _cached(cache, ("sizes", tuple(sorted(dims.items()))),
+                        lambda: dim_sizes(source, dims))
+        values = {n: v.to(device=candidate.device, dtype=dtype) for n, v in params.items()}
+        return path_runner(candidate.module_path, values, sizes, options)
+    key = ("candidate", candidate.backend, tuple(sorted(dims.items())), case.chunk_size)
+    module = _cached(cache, key, lambda: _load(source, candidate.backend, dims, **options))
+    module = module.to(device=candidate.device, dtype=dtype)
+    runner = module_runner(module)
+    _set_params(runner, params, dtype, candidate.device)
+    return runner
+
+
+def run_case(source: str, candidate: Candidate, case: Case, cache: dict | None = None
+             ) -> CaseResult:
+    """Run `case` on the candidate (in `case.dtype` on `candidate.device`), on the reference
+    in float64 and on the reference in `case.dtype` (the accuracy one may expect at that
+    precision), and compare outputs, final states and gradients. `cache` (any dict) keeps
+    loaded modules between calls."""
+    cache = {} if cache is None else cache
+    dims = dict(case.dims)
+    ref64, pristine = _reference(source, dims, cache)
+    params = {n: _round(v, case.dtype) for n, v in pristine.items()}
+    ref = module_runner(ref64)
+    _set_params(ref, params, torch.float64, "cpu")
+    inputs, init, cu = case_tensors(ref64, case)
+    seed = case.seed + 1
+    want_o, want_s, want_g, masks = _forward_backward(ref, inputs, init, cu, torch.float64,
+                                                      "cpu", seed)
+    has_inf = any(bool(torch.isinf(x).any()) for x in list(inputs.values()) + list(init or ()))
+    reason = _out_of_range(want_o + want_s + list(want_g.values()), case.dtype, has_inf)
+    if reason:
+        return CaseResult("out_of_range", message=reason)
+    try:
+        runner = _candidate_runner(source, candidate, case, dims, params, cache)
+        got_o, got_s, got_g, _ = _forward_backward(runner, inputs, init, cu,
+                                                   DTYPES[case.dtype], candidate.device,
+                                                   seed, masks)
+    except Exception as exc:  # noqa: BLE001 - a crashing candidate is a finding, not a crash
+        import traceback
+
+        tail = "".join(traceback.format_exception(exc)[-6:]).rstrip()
+        return CaseResult("fail", message=f"{candidate.label()} raised "
+                          f"{type(exc).__name__}: {exc}\n{tail}")
+    low_o, low_s, low_g = [None] * len(want_o), [None] * len(want_s), {}
+    try:
+        low_mod = _cached(cache, ("reference-lowp", tuple(sorted(dims.items()))),
+                          lambda: _load(source, "reference", dims))
+        low = module_runner(low_mod.to(DTYPES[case.dtype]))
+        _set_params(low, params, DTYPES[case.dtype], "cpu")
+        low_o, low_s, low_g, _ = _forward_backward(low, inputs, init, cu, DTYPES[case.dtype],
+                                                   "cpu", seed, masks)
+    except Exception:  # noqa: BLE001 - no low-precision reference: fixed tolerances only
+        pass
+    findings = []
+    names = _names(ref64, "output", len(want_o))
+    for i, name in enumerate(names):
+        if i < len(got_o):
+            findings.append(compare(f"output {name}", "output", got_o[i], want_o[i],
+                                    low_o[i], case.dtype))
+    snames = _names(ref64, "state", len(want_s))
+    for i, name in enumerate(snames):
+        if i < len(got_s):
+            findings.append(compare(f"state {name}", "state", got_s[i], want_s[i],
+                                    low_s[i], case.dtype))
+    for name, want in want_g.items():
+        label = name
+        if name.startswith("grad initial_state "):
+            label = f"grad initial_state {snames[int(name.rsplit(' ', 1)[1])]}"
+        findings.append(compare(label, "grad", got_g.get(name), want, low_g.get(name),
+                                case.dtype))
+    message = ""
+    if len(got_o) != len(want_o) or len(got_s) != len(want_s):
+        message = (f"{candidate.label()} returned {len(got_o)} outputs and {len(got_s)} "
+                   f"states, expected {len(want_o)} and {len(want_s)}")
+    ok = not message and all(f.ok for f in findings)
+    return CaseResult("ok" if ok else "fail", findings, message)
+
+
+def _names(module, kind: str, n: int) -> list:
+    declared = list(module.outputs) if kind == "output" else list(module.state_shapes)
+    return declared if len(declared) == n else [str(i) for i in range(n)]
+
+
+_SCRIPT = '''#!/usr/bin/env python3
+"""Repro of a `madc fuzz` failure (written by madc/repro.py).
+
+spec:      {spec_path}
+candidate: {label}
+case:      {case_json}
+
+When found:
+{failure}
+
+Run `python {script_name}`: it regenerates the inputs from the case's seed, runs the candidate
+and the float64 reference, and exits 1 while they still disagree (0 once they agree).
+"""
+
+import sys
+from pathlib import Path
+
+from madc.repro import Candidate, Case, run_case
+
+HERE = Path(__file__).resolve().parent
+SPEC = {spec_literal}
+CASE = Case.from_json({case_literal})
+CANDIDATE = Candidate(backend={backend!r}, module_path={module_path}, device={device!r})
+
+
+def main() -> int:
+    result = run_case(SPEC, CANDIDATE, CASE)
+    for f in result.findings:
+        verdict = "ok  " if f.ok else "FAIL"
+        why = f.problem or f"error {{f.error:.3g}} (allowed {{f.allowed:.3g}})"
+        print(f"{{verdict}} {{f.quantity}}: {{why}}")
+    if result.message:
+        print(result.message)
+    print(f"status: {{result.status}}")
+    return 1 if result.failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
+'''
+
+
+def _literal(text: str) -> str:
+    """A Python literal for `text`: a readable triple-quoted string when that is exact."""
+    safe = ("'''" not in text and "\\" not in text and not text.endswith("'")
+            and all(ch in "\n\t" or ch.isprintable() for ch in text))
+    return "'''\\\n" + text + "'''" if safe else repr(text)
+
+
+def write_repro(out_dir: str | Path, source: str, candidate: Candidate, case: Case,
+                result: CaseResult, spec_path: str = "<source>", name: str = "repro") -> Path:
+    """Write `out_dir/<name>.py`, a standalone script that reruns `case` (see `_SCRIPT`).
+
+    A `module_path` candidate's whole package is copied next to the script, so the repro keeps
+    working after the original (say, a temporary directory) is gone. Returns the script path.
+    """
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    module_path = "None"
+    if candidate.module_path:
+        src = Path(candidate.module_path).resolve()
+        dest = out / f"{name}_candidate" / src.parent.name
+        if dest.exists():
+            shutil.rmtree(dest)
+        shutil.copytree(src.parent, dest, ignore=shutil.ignore_patterns("__pycache__"))
+        rel = dest.relative_to(out) / src.name
+        module_path = f"str(HERE / {str(rel)!r})"
+    failure = "\n".join("    " + line for line in result.describe().splitlines()) or "    -"
+    script = out / f"{name}.py"
+    text = _SCRIPT.format(
+        spec_path=spec_path, label=candidate.label(), case_json=case.to_json(),
+        failure=failure.replace('"""', "'''").replace("\\", "/"), script_name=script.name,
+        spec_literal=_literal(source), case_literal=repr(case.to_json()),
+        backend=candidate.backend, module_path=module_path, device=candidate.device)
+    tmp = script.with_suffix(".tmp")
+    tmp.write_text(text)
+    tmp.replace(script)
+    return script
