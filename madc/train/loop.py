@@ -55,6 +55,7 @@ class TrainConfig:
     amp: bool = True
     progress: bool = True
     plots: bool = True
+    stop_after: int | None = None  # end this invocation after this step (resume continues)
 
     def warmup_steps(self) -> int:
         """Warmup length in steps."""
@@ -238,7 +239,8 @@ def train(spec_or_factory, task: Task, model_cfg: ModelConfig, cfg: TrainConfig,
     bar = tqdm(total=cfg.steps, initial=step, disable=not (cfg.progress and d.main),
                desc=f"{meta['spec'] or 'model'} on {task.name}", dynamic_ncols=True)
     t_start, window = time.perf_counter(), [0, 0.0]
-    while step < cfg.steps:
+    stop = min(cfg.steps, cfg.stop_after) if cfg.stop_after is not None else cfg.steps
+    while step < stop:
         t0 = time.perf_counter()
         batch = task.batch(step, cfg.seed, cfg.batch_size)
         n_global = int((batch.targets != -100).sum())
@@ -270,7 +272,7 @@ def train(spec_or_factory, task: Task, model_cfg: ModelConfig, cfg: TrainConfig,
             if d.main:
                 bar.write(f"step {step}: eval loss {sets['all']['loss']:.4f} "
                           f"acc {sets['all']['acc']:.4f}")
-        if d.main and (step % cfg.ckpt_every == 0 or step == cfg.steps):
+        if d.main and (step % cfg.ckpt_every == 0 or step in (cfg.steps, stop)):
             save_checkpoint(ckpt_path, model, opt, sched, step, log, meta)
             _write_metrics(out, log, None, meta)
     bar.close()
