@@ -1,0 +1,283 @@
+"""Triton backend for elementwise (identity / scalar / diagonal) transitions, any semiring.
+
+`emit(ir)` returns the source of the emitted package module `triton_vector.py`, whose
+`scan(inputs, params, dims, initial_state, cu_seqlens, **options)` follows `docs/runtime.md`.
+The module holds three Triton kernels filled from `codegen/triton_vector.py.j2`:
+
+* `<op>_fwd_kernel`: a program owns a block of channels of one sequence and walks T in chunks,
+  scanning each chunk with `tl.associative_scan` and the semiring combine, carrying the state;
+  semirings whose facts say `add_is_logaddexp` and `mul_is_plus` get the cumulative-sum /
+  max-shifted linear-domain lowering (one exp and one log per element);
+* `<op>_agg_kernel` + `<op>_carry_kernel`: phases 1-2 of the chunk-parallel variant used when
+  sequences x channel blocks cannot fill the GPU (phase 3 is the forward kernel);
+* `<op>_bwd_kernel`: the reverse real linear scan whose coefficients come from
+  `madc.backward.scan_adjoint` (sympy derivatives of the semiring's add/mul).
+
+The prologue (`let` lines), transition coefficients, injected terms, readouts and outputs are
+printed as torch code around the kernels; PyTorch autograd differentiates them, the kernels
+differentiate the scan. Design and the tiling heuristic: `docs/triton.md`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from madc import backward
+from madc.codegen.triton_print import (
+    TORCH,
+    TRITON,
+    PrintError,
+    SympyPrinter,
+    constant,
+    semiring_op,
+)
+from madc.ir import (
+    Binary,
+    Call,
+    Index,
+    Num,
+    Ref,
+    SAdd,
+    ScanIR,
+    SMatmul,
+    SMul,
+    SOuter,
+    SSum,
+    Unary,
+)
+
+_UNARY = {
+    "exp": "torch.exp({})", "log": "torch.log({})", "log1p": "torch.log1p({})",
+    "expm1": "torch.expm1({})", "softplus": "F.softplus({})", "sigmoid": "torch.sigmoid({})",
+    "tanh": "torch.tanh({})", "relu": "torch.relu({})", "silu": "F.silu({})",
+    "sqrt": "torch.sqrt({})", "abs": "torch.abs({})", "cos": "torch.cos({})",
+    "sin": "torch.sin({})", "neg": "(-{})", "hardsign": "_hardsign({})",
+}
+_REDUCE = {"sum": "torch.sum", "mean": "torch.mean", "amax": "torch.amax",
+           "amin": "torch.amin", "logsumexp": "torch.logsumexp"}
+
+
+def _rank(node) -> int:
+    return len(node.shape)
+
+
+class TorchPrinter:
+    """IR expression -> torch code over tensors `[B, T, (H,) *shape]` / `[(H,) *shape]`.
+
+    Names resolve through `env[...]`; dims through `dims[...]`. Operands of lower per-token
+    rank than the result are padded with `_bc` so leading (batch/time/heads) axes never
+    misalign under right-aligned broadcasting. Semiring nodes use `_sadd`/`_smul`/`_ssum`.
+    """
+
+    def __call__(self, node) -> str:
+        method = getattr(self, "_print_" + type(node).__name__, None)
+        if method is None:
+            raise PrintError(f"no torch spelling for IR node {type(node).__name__}")
+        return method(node)
+
+    def _op(self, child, rank: int) -> str:
+        code = self(child)
+        if isinstance(child, Num) or _rank(child) == rank:
+            return code
+        return f"_bc({code}, {_rank(child)}, {rank})"
+
+    def _print_Ref(self, n: Ref) -> str:
+        if n.kind == "dim":
+            return f"float(dims[{n.name!r}])"
+        return f"env[{n.name!r}]"
+
+    def _print_Num(self, n: Num) -> str:
+        v = float(n.value)
+        if v in (float("inf"), float("-inf")):
+            return "math.inf" if v > 0 else "(-math.inf)"
+        return repr(v)
+
+    def _print_Unary(self, n: Unary) -> str:
+        return f"(-{self(n.x)})"
+
+    def _print_Binary(self, n: Binary) -> str:
+        r = _rank(n)
+        if n.op == "matmul":
+            x, y = self(n.x), self(n.y)
+            rx, ry = _rank(n.x), _rank(n.y)
+            if rx == 2 and ry == 1:
+                return f"({x} * {y}.unsqueeze(-2)).sum(-1)"
+            if rx == 1 and ry == 2:
+                return f"({x}.unsqueeze(-1) * {y}).sum(-2)"
+            if rx == 1 and ry == 1:
+                return f"({x} * {y}).sum(-1)"
+            return f"torch.matmul({x}, {y})"
+        sym = {"add": "+", "sub": "-", "mul": "*", "div": "/", "pow": "**"}[n.op]
+        return f"({self._op(n.x, r)} {sym} {self._op(n.y, r)})"
+
+    def _print_Call(self, n: Call) -> str:
+        fn, r = n.fn, _rank(n)
+        if fn in _UNARY:
+            return _UNARY[fn].format(self(n.args[0]))
+        if fn in ("maximum", "minimum"):
+            return f"_binop(torch.{fn}, {self._op(n.args[0], r)}, {self._op(n.args[1], r)})"
+        if fn == "clamp":
+            x, lo, hi = (self._op(a, r) for a in n.args)
+            return f"_binop(torch.minimum, _binop(torch.maximum, {x}, {lo}), {hi})"
+        if fn in _REDUCE:
+            return f"{_REDUCE[fn]}({self(n.args[0])}, dim={n.axis})"
+        if fn == "hardmax":
+            return f"_hardmax({self(n.args[0])}, {n.axis})"
+        if fn == "stack":
+            parts = ", ".join(self._op(a, r - 1) for a in n.args)
+            return f"torch.stack(torch.broadcast_tensors({parts}), dim={n.axis})"
+        if fn == "roll":
+            return f"torch.roll({self(n.args[0])}, shifts={int(n.extra[0])}, dims={n.axis})"
+        if fn in ("eye", "arange"):
+            size = n.args[0]
+            size = f"int(dims[{size.name!r}])" if isinstance(size, Ref) else str(
+                int(size.value) if isinstance(size, Num) else int(size))
+            return f"torch.{fn}({size}, dtype=dt, device=dev)"
+        raise PrintError(f"the real builtin {fn!r} cannot appear in a kernel prologue")
+
+    def _print_Index(self, n: Index) -> str:
+        items = []
+        for item in n.items:
+            items.append(":" if item == "slice" else "None" if item == "newaxis" else str(item))
+        return f"{self(n.x)}[..., {', '.join(items)}]"
+
+    def _print_SAdd(self, n: SAdd) -> str:
+        return f"_sadd({self._op(n.x, _rank(n))}, {self._op(n.y, _rank(n))})"
+
+    def _print_SMul(self, n: SMul) -> str:
+        return f"_smul({self._op(n.x, _rank(n))}, {self._op(n.y, _rank(n))})"
+
+    def _print_SSum(self, n: SSum) -> str:
+        return f"_ssum({self(n.x)}, {n.axis})"
+
+    def _print_SOuter(self, n: SOuter) -> str:
+        return f"_smul({self(n.x)}.unsqueeze(-1), {self(n.y)}.unsqueeze(-2))"
+
+    def _print_SMatmul(self, n: SMatmul) -> str:
+        x, y = self(n.x), self(n.y)
+        rx, ry = _rank(n.x), _rank(n.y)
+        if rx == 2 and ry == 1:
+            return f"_ssum(_smul({x}, {y}.unsqueeze(-2)), -1)"
+        if rx == 1 and ry == 2:
+            return f"_ssum(_smul({x}.unsqueeze(-1), {y}), -2)"
+        return f"_ssum(_smul({x}.unsqueeze(-1), {y}.unsqueeze(-3)), -2)"
+
+
+def _reduction(ir: ScanIR) -> str:
+    """The torch spelling of the (+)-reduction, chosen from facts; generic fold otherwise."""
+    facts = ir.semiring.facts
+    for fact, fn in (("add_is_plus", "torch.sum"), ("add_is_max", "torch.amax"),
+                     ("add_is_min", "torch.amin"), ("add_is_logaddexp", "torch.logsumexp")):
+        if fact in facts:
+            return f"{fn}(x, dim=axis)"
+    return "functools.reduce(_sadd, x.unbind(axis))"
+
+
+def supports(ir: ScanIR) -> bool:
+    """True when every update is elementwise and every expression has a spelling here."""
+    if not ir.updates or any(u.transition.side != "elementwise" for u in ir.updates):
+        return False
+    try:
+        _context(ir)
+    except PrintError:
+        return False
+    return True
+
+
+def _adjoint_code(ir: ScanIR) -> dict:
+    """Triton code for the derived step adjoint: J at row t+1 (`_1` names), Da/Db at row t."""
+    adj = backward.scan_adjoint(ir.semiring)
+    here = {s: n for s, n in zip((backward.A, backward.P, backward.B, backward.H, backward.M),
+                                 ("b_a", "b_p", "b_b", "b_h", "b_m"))}
+    nxt = {s: n + "1" for s, n in here.items()}
+    nxt[backward.P] = "b_h"
+    row = {s: n + "0" for s, n in here.items()}
+    row[backward.P] = "b_h0"
+    row[backward.H] = "b_hh0"
+    need_here = adj.symbols("Da") | adj.symbols("Db")
+    need_next = adj.symbols("J")
+    return {
+        "J1": SympyPrinter(TRITON, nxt)(adj.J),
+        "J0": SympyPrinter(TRITON, row)(adj.J),
+        "Da": SympyPrinter(TRITON, here)(adj.Da),
+        "Db": SympyPrinter(TRITON, here)(adj.Db),
+        # row t needs a/b/h/p for Da, Db; row t+1 needs what J needs (its p is row t's h).
+        "load_a": bool({"a", "m"} & need_here),
+        "load_b": "b" in need_here,
+        "load_h": bool({"h"} & need_here or {"p", "m"} & need_next),
+        "load_p": bool({"p", "m"} & need_here),
+        "load_a1": bool({"a", "m"} & need_next),
+        "load_b1": "b" in need_next,
+        "load_h1": "h" in need_next,
+        "J_needs": sorted(adj.symbols("J")),
+    }
+
+
+def _literal(v: float) -> str:
+    return f'float("{v}")' if v in (float("inf"), float("-inf")) else repr(v)
+
+
+def _context(ir: ScanIR) -> dict:
+    """Everything the template needs, printed."""
+    sr = ir.semiring
+    tp = TorchPrinter()
+    states = []
+    for state, update in zip(ir.states, ir.updates):
+        tr = update.transition
+        states.append({
+            "name": state.name,
+            "shape": [d if isinstance(d, int) else f"dims[{d!r}]" for d in state.shape],
+            "coeff": None if tr.coeff is None else tp(tr.coeff),
+            "coeff_rank": 0 if tr.coeff is None else _rank(tr.coeff),
+            "inject": None if update.inject is None else tp(update.inject),
+            "inject_rank": 0 if update.inject is None else _rank(update.inject),
+            "rank": len(state.shape),
+        })
+    facts = sr.facts
+    return {
+        "name": ir.name,
+        "path": ir.path,
+        "hash": ir.source_hash,
+        "semiring": sr.name,
+        "heads": ir.heads,
+        "inputs": [(i.name, [d if isinstance(d, int) else f"dims[{d!r}]" for d in i.shape])
+                   for i in ir.inputs],
+        "params": [p.name for p in ir.params],
+        "lets": [(let.name, tp(let.expr)) for let in ir.lets],
+        "states": states,
+        "readouts": [(r.name, tp(r.expr)) for r in ir.readouts],
+        "outputs": [(o.name, tp(o.expr)) for o in ir.outputs],
+        "zero": _literal(constant(sr.zero)),
+        "one": _literal(constant(sr.one)),
+        "tl_add": semiring_op(sr, "add", "x", "y", TRITON),
+        "tl_mul": semiring_op(sr, "mul", "x", "y", TRITON),
+        "torch_add": semiring_op(sr, "add", "x", "y", TORCH),
+        "torch_mul": semiring_op(sr, "mul", "x", "y", TORCH),
+        "torch_sum": _reduction(ir),
+        "log_lowering": "add_is_logaddexp" in facts and "mul_is_plus" in facts,
+        "adj": _adjoint_code(ir),
+    }
+
+
+def _template():
+    import jinja2
+
+    here = Path(__file__).resolve().parents[2] / "codegen"
+    if here.is_dir():
+        loader = jinja2.FileSystemLoader(str(here))
+    else:  # installed: the templates ship as the package `madc.templates`
+        loader = jinja2.PackageLoader("madc.templates", ".")
+    env = jinja2.Environment(loader=loader, keep_trailing_newline=True, trim_blocks=True,
+                             lstrip_blocks=True, undefined=jinja2.StrictUndefined)
+    return env.get_template("triton_vector.py.j2")
+
+
+def emit(ir: ScanIR) -> str:
+    """Source of the emitted module `triton_vector.py` for `ir` (byte-stable per IR).
+
+    Raises `PrintError` when the spec is outside this backend (see `supports`)."""
+    if any(u.transition.side != "elementwise" for u in ir.updates):
+        raise PrintError(f"{ir.name}: triton_vector handles elementwise transitions only")
+    from madc import __version__
+
+    return _template().render(version=__version__, **_context(ir))
