@@ -1,0 +1,175 @@
+"""Tests of `madc fuzz` (madc/fuzz.py, madc/repro.py): the comparison rules, the value
+distributions, the repro literal, the CLI's usage errors, and CI-sized fuzz runs of every
+accepted spec in ops/ on the chunked backend (and the Triton backend under TRITON_INTERPRET=1).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+from madc import semiring
+from madc.fuzz import add_fuzz_arguments, input_dists, main_fuzz, state_dists
+from madc.repro import (
+    LOWP_FACTOR,
+    TOLERANCES,
+    Case,
+    _literal,
+    compare,
+    draw,
+    rel_error,
+)
+
+ROOT = Path(__file__).resolve().parent.parent
+OPS = ROOT / "ops"
+#: Specs the algebra checker refuses (closure): not fuzzed.
+REFUTED = {"monarch_ssm", "cd_ssm", "deltanet"}
+
+# --------------------------------------------------------------------------- comparison rules
+
+
+def _t(*values):
+    return torch.tensor(values, dtype=torch.float64)
+
+
+def test_compare_accepts_equal_and_within_tolerance():
+    want = _t(1.0, -2.0, 3.0)
+    assert compare("output y", "output", want.clone(), want, None, "fp32").ok
+    tol = TOLERANCES["fp32"]["output"]
+    near = want + _t(0.0, 0.0, 3.0 * tol * 0.5)  # error 0.5 tol relative to max |want| = 3
+    f = compare("output y", "output", near, want, None, "fp32")
+    assert f.ok and f.error == pytest.approx(0.5 * tol)
+
+
+def test_compare_rejects_error_over_tolerance():
+    want = _t(1.0, -2.0, 3.0)
+    tol = TOLERANCES["bf16"]["grad"]
+    f = compare("grad x", "grad", want + _t(0.0, 3.0 * tol * 1.5, 0.0), want, None, "bf16")
+    assert not f.ok and f.error == pytest.approx(1.5 * tol)
+
+
+def test_compare_nan_where_reference_finite_fails():
+    f = compare("output y", "output", _t(1.0, math.nan), _t(1.0, 2.0), None, "fp32")
+    assert not f.ok and "NaN" in f.problem
+
+
+def test_compare_inf_positions_must_match():
+    want = _t(-math.inf, 1.0)
+    assert compare("state h", "state", _t(-math.inf, 1.0), want, None, "fp32").ok
+    assert not compare("state h", "state", _t(-1e30, 1.0), want, None, "fp32").ok
+    assert not compare("state h", "state", _t(math.inf, 1.0), want, None, "fp32").ok
+    assert not compare("state h", "state", _t(-math.inf, -math.inf), _t(-math.inf, 1.0), None,
+                       "fp32").ok
+
+
+def test_compare_nan_in_reference_is_not_judged():
+    assert compare("grad x", "grad", _t(5.0, 1.0), _t(math.nan, 1.0), None, "fp32").ok
+
+
+def test_compare_beyond_dtype_range_may_overflow_with_same_sign():
+    want = _t(1e6, 1.0)  # beyond fp16's largest finite value
+    assert compare("output y", "output", _t(math.inf, 1.0), want, None, "fp16").ok
+    assert not compare("output y", "output", _t(-math.inf, 1.0), want, None, "fp16").ok
+
+
+def test_compare_shape_and_missing_gradient():
+    assert not compare("output y", "output", _t(1.0), _t(1.0, 2.0), None, "fp32").ok
+    assert not compare("grad x", "grad", None, _t(0.0, 1.0), None, "fp32").ok
+    assert compare("grad x", "grad", None, _t(0.0, 0.0), None, "fp32").ok
+    assert not compare("grad x", "grad", _t(1.0), None, None, "fp32").ok
+
+
+def test_compare_allows_the_low_precision_reference_error_times_factor():
+    want = _t(1.0, 1.0)
+    lowp = _t(1.0, 1.2)  # the sequential reference in this dtype is 20% off
+    got = _t(1.0, 1.0 + 0.2 * LOWP_FACTOR * 0.9)
+    assert compare("output y", "output", got, want, lowp, "bf16").ok
+    got = _t(1.0, 1.0 + 0.2 * LOWP_FACTOR * 1.1)
+    assert not compare("output y", "output", got, want, lowp, "bf16").ok
+
+
+def test_rel_error_is_relative_to_the_largest_reference_value():
+    assert rel_error(_t(1.0, 10.5), _t(1.0, 10.0)) == pytest.approx(0.05)
+    assert rel_error(_t(0.0), _t(0.0)) == 0.0
+    assert rel_error(_t(math.nan, 1.0), _t(1.0, 1.0)) == math.inf
+
+
+# --------------------------------------------------------------------------- value generation
+
+
+def test_draw_is_seeded_and_rounded_through_the_dtype():
+    a = draw("normal", (4, 5), "bf16", torch.Generator().manual_seed(3))
+    b = draw("normal", (4, 5), "bf16", torch.Generator().manual_seed(3))
+    assert a.dtype == torch.float64 and torch.equal(a, b)
+    assert torch.equal(a, a.to(torch.bfloat16).to(torch.float64))
+    c = draw("normal", (4, 5), "bf16", torch.Generator().manual_seed(4))
+    assert not torch.equal(a, c)
+
+
+@pytest.mark.parametrize("dist", ["normal", "zeros", "large", "tiny", "ties", "neg_inf",
+                                  "pos_inf", "nonneg", "unit", "boolean", "positive"])
+def test_draw_distributions_have_their_defining_property(dist):
+    x = draw(dist, (64, 64), "fp32", torch.Generator().manual_seed(0))
+    finite = x[torch.isfinite(x)]
+    checks = {
+        "normal": lambda: 0.5 < float(finite.std()) < 2,
+        "zeros": lambda: bool((x == 0).all()),
+        "large": lambda: float(finite.abs().max()) > 10,
+        "tiny": lambda: 0 < float(finite.abs().max()) < 1e-2,
+        "ties": lambda: x.unique().numel() <= 5,
+        "neg_inf": lambda: bool((x == -math.inf).any()) and not bool((x == math.inf).any()),
+        "pos_inf": lambda: bool((x == math.inf).any()) and not bool((x == -math.inf).any()),
+        "nonneg": lambda: bool((x >= 0).all()),
+        "unit": lambda: bool(((x >= 0) & (x <= 1)).all()),
+        "boolean": lambda: set(x.unique().tolist()) == {0.0, 1.0},
+        "positive": lambda: bool((x > 0).all()),
+    }
+    assert checks[dist]()
+
+
+def test_distributions_follow_semiring_facts():
+    assert "neg_inf" in input_dists(semiring.builtin("log").facts)
+    assert {"ties", "neg_inf"} <= set(input_dists(semiring.builtin("tropical").facts))
+    assert {"ties", "pos_inf"} <= set(input_dists(semiring.builtin("min_plus").facts))
+    real = input_dists(semiring.builtin("real").facts)
+    assert not {"ties", "neg_inf", "pos_inf"} & set(real)
+    assert state_dists(semiring.builtin("max_times")) == ("nonneg",)
+    assert state_dists(semiring.builtin("boolean")) == ("boolean",)
+    assert "neg_inf" in state_dists(semiring.builtin("tropical"))
+
+
+def test_case_json_round_trip():
+    case = Case(dtype="bf16", batch=2, length=7, lengths=(3, 4), dims=(("D", 3),),
+                dists=(("x", "ties"),), initial_state="neg_inf", chunk_size=3, seed=11)
+    assert Case.from_json(case.to_json()) == case
+
+
+@pytest.mark.parametrize("text", ["scan a\nx = 1\n", "a\\b", "it's'", "x'''y", "one",
+                                  "tab\tand\r\ncrlf", "\u2295 \u2297 unicode"])
+def test_repro_literal_round_trips(text):
+    assert eval(_literal(text)) == text  # noqa: S307 - the point is that it evaluates exactly
+
+
+# --------------------------------------------------------------------------- the command
+
+
+def _args(argv):
+    import argparse
+
+    parser = argparse.ArgumentParser()
+    add_fuzz_arguments(parser)
+    return parser.parse_args(argv)
+
+
+def test_cli_usage_errors_exit_2(tmp_path, capsys):
+    assert main_fuzz(_args([])) == 2
+    assert main_fuzz(_args([str(tmp_path / "missing.scan")])) == 2
+    bad = tmp_path / "bad.scan"
+    bad.write_text("scan bad\nthis is not a spec\n")
+    assert main_fuzz(_args([str(bad)])) == 2
+    err = capsys.readouterr().err
+    assert "bad.scan:" in err and "Traceback" not in err
