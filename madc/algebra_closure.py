@@ -196,7 +196,7 @@ class _Arith:
 
     def value(self, rng: random.Random, nonzero: bool = False):
         pool = {"boolean": (0, 1), "unit_interval": (0, 0.5, 1), "nonneg": (0, 1, 2, 3),
-                "positive": (1, 2, 3)}.get(self.domain, (-2, -1, 0, 1, 2, 3))
+                "positive": (1, 2, 3)}.get(self.domain, (-2, -1, 0, 1, 2))
         if nonzero:
             pool = tuple(v for v in pool if v != self.zero) or pool
         v = rng.choice(pool)

@@ -121,8 +121,7 @@ SEMIRING_LAWS = (
     ("semiring.one_mul_identity", "1̄ ⊗ a = a = a ⊗ 1̄", "a", _one_identity),
 )
 COMBINE_LAW = ("combine.associative",
-               "((A1,b1)•(A2,b2))•(A3,b3) = (A1,b1)•((A2,b2)•(A3,b3)), "
-               "(A1,b1)•(A2,b2) = (A2⊗A1, A2⊗b1 ⊕ b2)",
+               "(e1•e2)•e3 = e1•(e2•e3) for (A1,b1)•(A2,b2) = (A2⊗A1, A2⊗b1 ⊕ b2)",
                ("A1", "b1", "A2", "b2", "A3", "b3"), _combine_assoc)
 
 
