@@ -293,6 +293,9 @@ class Transition:
       column_onehot_diagonal, column_onehot, circulant, toeplitz, dense, monarch,
       circulant_diagonal, identity_minus_rank1.
     `size` is n, the side length of A (a dim name or int); None for elementwise.
+    block_diag and monarch act on two state axes holding the n = nb*k (b*b) entries row-major:
+    the state's first two per-token axes [nb, k] (side="left") or last two (side="right");
+    their `size` is that pair of dims, e.g. ("P", 2) for M: [P, 2, 2] on a state [P, 2].
     """
 
     structure: str
