@@ -223,7 +223,9 @@ def _search(s: Semiring, build: Callable, arity: int, random_trials: int):
         exhaustive = True
     else:
         rng = random.Random(1)
-        tuples = [tuple(rng.choice(carrier) for _ in range(arity)) for _ in range(random_trials)]
+        picks = sorted((tuple(rng.randrange(len(carrier)) for _ in range(arity))
+                        for _ in range(random_trials)), key=sum)
+        tuples = [tuple(carrier[i] for i in t) for t in picks]
         exhaustive = False
     rng = random.Random(0)
     if s.domain != "boolean":
