@@ -289,8 +289,12 @@ def _z3_expr(e: sympy.Expr, env: dict):
 
 
 def _z3_proves(lhs: sympy.Expr, rhs: sympy.Expr, domain: str) -> bool:
-    """True when z3 shows lhs == rhs for every value of the (finite) symbols in the domain."""
-    import z3
+    """True when z3 shows lhs == rhs for every value of the (finite) symbols in the domain
+    (False when it cannot, or z3 is not installed: the proof then falls back to sympy)."""
+    try:
+        import z3
+    except ImportError:
+        return False
 
     symbols = sorted((lhs - rhs).free_symbols | lhs.free_symbols | rhs.free_symbols, key=str)
     env = {sym: z3.Real(str(sym)) for sym in symbols}
