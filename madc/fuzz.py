@@ -44,6 +44,7 @@ class Plan:
 
     dtypes: tuple
     dim_choices: tuple  # ((name, (values, default first)), ...) for dims that vary
+    gates: frozenset  # inputs drawn nonpositive (log-space gates, see `log_gates`)
     inputs: tuple
     input_dists: tuple
     state_dists: tuple
@@ -155,6 +156,54 @@ def state_dists(semiring) -> tuple:
     return tuple(dists)
 
 
+def _children(expr) -> list:
+    kids = list(getattr(expr, "args", ()) or ()) + [getattr(expr, "x", None),
+                                                    getattr(expr, "y", None)]
+    return [k for k in kids if k is not None and not isinstance(k, (int, float, str))]
+
+
+def _affine_inputs(expr, lets: dict, out: set) -> None:
+    """Collect the inputs `expr` depends on without passing through a real function call."""
+    from madc import ir
+
+    if isinstance(expr, ir.Ref):
+        if expr.kind == "input":
+            out.add(expr.name)
+        elif expr.kind == "let" and expr.name in lets:
+            _affine_inputs(lets[expr.name], lets, out)
+    elif not isinstance(expr, ir.Call):
+        for child in _children(expr):
+            _affine_inputs(child, lets, out)
+
+
+def log_gates(scan_ir) -> frozenset:
+    """Inputs that reach a transition coefficient as `exp(<affine in the input>)`: log-space
+    forget gates (flash-linear-attention's `g`). Positive values there make the recurrence
+    expand beyond every dtype's range, so the fuzzer draws them nonpositive."""
+    from madc import ir
+
+    lets = {let.name: let.expr for let in scan_ir.lets}
+    found: set = set()
+
+    def visit(expr) -> None:
+        if isinstance(expr, ir.Ref) and expr.kind == "let" and expr.name in lets:
+            visit(lets[expr.name])
+        elif isinstance(expr, ir.Call) and expr.fn == "exp":
+            _affine_inputs(expr.args[0], lets, found)
+        else:
+            for child in _children(expr):
+                visit(child)
+
+    for update in scan_ir.updates:
+        tr = update.transition
+        if tr.coeff is not None:
+            visit(tr.coeff)
+        for factor in tr.factors:
+            for arg in factor.args:
+                visit(arg)
+    return frozenset(found)
+
+
 def _refused(result: CaseResult) -> bool:
     """True when the candidate raised a clean refusal (not a crash) for a probe."""
     return result.failed and any(f" raised {name}:" in result.message for name in (
@@ -208,7 +257,7 @@ def build_plan(source: str, candidate: Candidate, *, dtypes: tuple, explicit_dty
             choices.append((name, tuple(values)))
     chunks = CHUNK_SIZES if candidate.backend == "chunked" and not candidate.module_path \
         else (None,)
-    return Plan(dtypes=tuple(kept), dim_choices=tuple(choices),
+    return Plan(dtypes=tuple(kept), dim_choices=tuple(choices), gates=log_gates(ir),
                 inputs=tuple(reference.inputs), input_dists=input_dists(ir.semiring.facts),
                 state_dists=state_dists(ir.semiring), chunk_sizes=chunks,
                 max_length=max_length, notes=notes)
@@ -241,6 +290,8 @@ def case_strategy(plan: Plan, fixed_dims: dict):
         dists = []
         for name in plan.inputs:
             dist = draw(st.one_of(st.just("normal"), st.sampled_from(plan.input_dists)))
+            if name in plan.gates and dist not in ("zeros", "neg_inf"):
+                dist = f"nonpos:{dist}"
             if dist != "normal":
                 dists.append((name, dist))
         init = draw(st.one_of(st.none(), st.sampled_from(plan.state_dists)))

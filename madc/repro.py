@@ -41,7 +41,7 @@ RANGE_FRACTION = 1.0 / 64.0
 LARGE = {"fp32": 16.0, "bf16": 16.0, "fp16": 4.0}
 TINY = {"fp32": 1e-4, "bf16": 1e-4, "fp16": 1e-2}
 #: Value distributions for per-token inputs; "ties", "neg_inf", "pos_inf" only where the
-#: semiring makes them meaningful (see madc/fuzz.py).
+#: semiring makes them meaningful (see madc/fuzz.py). "nonpos:<dist>" is -|<dist>|.
 INPUT_DISTS = ("normal", "zeros", "large", "tiny", "ties", "neg_inf", "pos_inf")
 #: Value distributions for initial states (the semiring domain's own values).
 STATE_DISTS = ("normal", "nonneg", "unit", "boolean", "positive", "neg_inf", "pos_inf", "ties")
@@ -203,6 +203,9 @@ def draw(dist: str, shape: tuple, dtype: str, gen: torch.Generator) -> torch.Ten
     """Values of distribution `dist` (an INPUT_DISTS or STATE_DISTS name), float64, already
     rounded through `dtype` so candidate and reference see the same numbers."""
     f64 = torch.float64
+    if dist.startswith("nonpos:"):
+        # A log-space gate: nonpositive values keep the recurrence from expanding.
+        return -draw(dist[len("nonpos:"):], shape, dtype, gen).abs()
     normal = torch.randn(shape, generator=gen, dtype=f64)
     if dist == "normal":
         x = normal
@@ -247,7 +250,7 @@ def _set_params(runner: _Runner, values: dict, dtype: torch.dtype, device: str) 
             p.data = values[name].to(device=device, dtype=dtype)
 
 
-def _forward_backward(runner: _Runner, inputs: dict, init, cu, dtype, device, cotangent_seed,
+def _forward_backward(runner: _Runner, inputs: dict, init, cu, dtype, device, case: Case,
                       finite_masks=None):
     """Run forward and backward in `dtype` on `device`; return float64 CPU copies of
     (outputs, states, grads by name). Cotangents are seeded and rounded through the dtype;
@@ -266,13 +269,13 @@ def _forward_backward(runner: _Runner, inputs: dict, init, cu, dtype, device, co
         leaves[f"grad param {name}"] = p
     outs, states = runner.call(dev_inputs, dev_init, cu.to(device) if cu is not None else None)
     values = list(outs) + list(states)
-    gen = torch.Generator().manual_seed(cotangent_seed)
+    gen = torch.Generator().manual_seed(case.seed + 1)
     if finite_masks is None:
         finite_masks = [torch.isfinite(v.detach().cpu().to(torch.float64)) for v in values]
     loss = 0.0
     for v, mask in zip(values, finite_masks):
         w = torch.randn(tuple(v.shape), generator=gen, dtype=torch.float64)
-        w = (_round(w, _short(dtype)) * mask).to(device=device, dtype=dtype)
+        w = (_round(w, case.dtype) * mask).to(device=device, dtype=dtype)
         loss = loss + torch.where(mask.to(device), v, torch.zeros_like(v)).mul(w).sum()
     names = list(leaves)
     grads = torch.autograd.grad(loss, [leaves[n] for n in names], allow_unused=True)
@@ -280,10 +283,6 @@ def _forward_backward(runner: _Runner, inputs: dict, init, cu, dtype, device, co
     grads = {n: (None if g is None else g.detach().cpu().to(torch.float64))
              for n, g in zip(names, grads)}
     return cpu[:len(outs)], cpu[len(outs):], grads, finite_masks
-
-
-def _short(dtype: torch.dtype) -> str:
-    return next(k for k, v in DTYPES.items() if v == dtype)
 
 
 def rel_error(got: torch.Tensor, want: torch.Tensor) -> float:
@@ -431,9 +430,8 @@ def run_case(source: str, candidate: Candidate, case: Case, cache: dict | None =
     ref = module_runner(ref64)
     _set_params(ref, params, torch.float64, "cpu")
     inputs, init, cu = case_tensors(ref64, case)
-    seed = case.seed + 1
     want_o, want_s, want_g, masks = _forward_backward(ref, inputs, init, cu, torch.float64,
-                                                      "cpu", seed)
+                                                      "cpu", case)
     has_inf = any(bool(torch.isinf(x).any()) for x in list(inputs.values()) + list(init or ()))
     reason = _out_of_range(want_o + want_s + list(want_g.values()), case.dtype, has_inf)
     if reason:
@@ -442,7 +440,7 @@ def run_case(source: str, candidate: Candidate, case: Case, cache: dict | None =
         runner = _candidate_runner(source, candidate, case, dims, params, cache)
         got_o, got_s, got_g, _ = _forward_backward(runner, inputs, init, cu,
                                                    DTYPES[case.dtype], candidate.device,
-                                                   seed, masks)
+                                                   case, masks)
     except Exception as exc:  # noqa: BLE001 - a crashing candidate is a finding, not a crash
         import traceback
 
@@ -456,7 +454,7 @@ def run_case(source: str, candidate: Candidate, case: Case, cache: dict | None =
         low = module_runner(low_mod.to(DTYPES[case.dtype]))
         _set_params(low, params, DTYPES[case.dtype], "cpu")
         low_o, low_s, low_g, _ = _forward_backward(low, inputs, init, cu, DTYPES[case.dtype],
-                                                   "cpu", seed, masks)
+                                                   "cpu", case, masks)
     except Exception:  # noqa: BLE001 - no low-precision reference: fixed tolerances only
         pass
     findings = []
