@@ -26,6 +26,7 @@ from pathlib import Path
 import jinja2
 
 from madc import ir
+from madc.codegen.torch_print import LeadInfo
 from madc.codegen.triton_structured_torch import (
     RUNTIME_HELPERS,
     TorchPrinter,
@@ -156,7 +157,8 @@ def _function(name: str, doc: str, body: list) -> str:
 
 def _spec_code(scan_ir: ir.ScanIR) -> str:
     """The generated, spec-specific torch code: tables, prologue, factors, readouts."""
-    real, semi = TorchPrinter(semiring_ok=False), TorchPrinter(semiring_ok=True)
+    lead = LeadInfo(scan_ir)
+    real, semi = TorchPrinter(lead, semiring_ok=False), TorchPrinter(lead, semiring_ok=True)
     inputs = ", ".join(f"{i.name!r}: {tuple(i.shape)!r}" for i in scan_ir.inputs)
     params = ", ".join(f"{p.name!r}: ({tuple(p.shape)!r}, {p.per_head})"
                        for p in scan_ir.params)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import math
 
 from madc import ir
+from madc.codegen.torch_print import LeadInfo
 
 # Elementwise real builtins: name -> torch spelling of a one-argument call.
 _UNARY = {
@@ -136,8 +137,18 @@ class TorchPrinter:
     (inputs, params, lets, states, readouts) and `dims[...]`; `like` is a tensor giving
     dtype and device to constructors."""
 
-    def __init__(self, semiring_ok: bool = True):
+    def __init__(self, lead: LeadInfo, semiring_ok: bool = True):
+        self.lead = lead
         self.semiring_ok = semiring_ok
+
+    def aligned(self, node, rank: int) -> str:
+        """`node` printed with new axes after its leading axes so that its per-token rank is
+        `rank` (numpy broadcasting of per-token shapes; static values without leading axes
+        already right-align)."""
+        code, own = self(node), len(node.shape)
+        if own >= rank or not self.lead.has_lead(node):
+            return code
+        return f"{code}[..., {'None, ' * (rank - own)}{':, ' * own}]".replace(", ]", "]")
 
     def __call__(self, node) -> str:
         method = getattr(self, "_print_" + type(node).__name__, None)
@@ -163,7 +174,8 @@ class TorchPrinter:
     def _print_Binary(self, node: ir.Binary) -> str:
         if node.op == "matmul":
             return self._matmul(node, "_matvec", "_vecmat", "torch.matmul")
-        return f"({self(node.x)} {_BINARY[node.op]} {self(node.y)})"
+        rank = len(node.shape)
+        return f"({self.aligned(node.x, rank)} {_BINARY[node.op]} {self.aligned(node.y, rank)})"
 
     def _matmul(self, node, matvec: str, vecmat: str, matmat: str) -> str:
         rx, ry = len(node.x.shape), len(node.y.shape)
@@ -187,14 +199,16 @@ class TorchPrinter:
             return f"(-{self(args[0])})"
         if fn in _REDUCE:
             return f"{_REDUCE[fn]}({self(args[0])}, dim={node.axis})"
+        rank = len(node.shape)
         if fn in ("maximum", "minimum"):
-            return f"_{fn}({self(args[0])}, {self(args[1])})"
+            return f"_{fn}({self.aligned(args[0], rank)}, {self.aligned(args[1], rank)})"
         if fn == "clamp":
-            return f"torch.clamp({self(args[0])}, {self(args[1])}, {self(args[2])})"
+            return "torch.clamp(" + ", ".join(self.aligned(a, rank) for a in args) + ")"
         if fn == "hardmax":
             return f"_hardmax({self(args[0])}, {node.axis})"
         if fn == "stack":
-            return f"_stack([{', '.join(self(a) for a in args)}], {node.axis})"
+            items = ", ".join(self.aligned(a, rank - 1) for a in args)
+            return f"_stack([{items}], {node.axis})"
         if fn == "roll":
             shift = node.extra[0] if node.extra else int(args[1].value)
             return f"torch.roll({self(args[0])}, {int(shift)}, dims={node.axis})"
@@ -216,11 +230,13 @@ class TorchPrinter:
 
     def _print_SAdd(self, node: ir.SAdd) -> str:
         self._semiring(node)
-        return f"_sr_add({self(node.x)}, {self(node.y)})"
+        rank = len(node.shape)
+        return f"_sr_add({self.aligned(node.x, rank)}, {self.aligned(node.y, rank)})"
 
     def _print_SMul(self, node: ir.SMul) -> str:
         self._semiring(node)
-        return f"_sr_mul({self(node.x)}, {self(node.y)})"
+        rank = len(node.shape)
+        return f"_sr_mul({self.aligned(node.x, rank)}, {self.aligned(node.y, rank)})"
 
     def _print_SSum(self, node: ir.SSum) -> str:
         self._semiring(node)
