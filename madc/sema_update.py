@@ -116,6 +116,8 @@ def _transition(ck, term, state, mode, real_mode, facts) -> ir.Transition:
         return ir.Transition(structure, "elementwise", coeff=coeff)
     if isinstance(term, ast.BinOp) and term.op == "matmul":
         return _matmul_transition(ck, term, state, real_mode, facts)
+    if isinstance(term, (ast.BinOp, ast.Neg)):
+        ck.semiring(term, mode)  # reports `-`, `/`, `**` as not semiring operations
     fail(term.span, "E0501", f"this term is not affine in `{name}`",
          f"write {name} = a * {name} + b, {name} = A @ {name} + b or {name} = {name} @ A + b")
 
