@@ -2,7 +2,8 @@
 
 `check_ir(ir)` runs every check for one spec and returns a `Report` of three-valued `Check`s:
 
-1. `semiring.<axiom>` — the eight semiring axioms within the declared domain
+1. `semiring.domain_closed` — ⊕ and ⊗ keep values in the carrier (`algebra_domain`), then
+   `semiring.<axiom>` — the eight semiring axioms within the declared domain
    (`algebra_semiring.SEMIRING_LAWS`);
 2. `combine.associative` — the scan combine (A1, b1) • (A2, b2) = (A2 ⊗ A1, A2 ⊗ b1 ⊕ b2)
    checked directly on scalars;
@@ -22,26 +23,29 @@ them with the JSON schema of `madc check --json`.
 from __future__ import annotations
 
 from madc.algebra_closure import CLASSES, check_closure
+from madc.algebra_domain import check_domain
 from madc.algebra_semiring import SEMIRING_LAWS, check_combine, check_semiring, prove_equal
 from madc.algebra_verdict import PROVED, REFUTED, UNPROVEN, VERDICTS, Check, Report
 from madc.ir import ScanIR
 
 __all__ = [
     "CLASSES", "PROVED", "REFUTED", "SEMIRING_LAWS", "UNPROVEN", "VERDICTS", "Check", "Report",
-    "check_closure", "check_combine", "check_ir", "check_names", "check_semiring", "prove_equal",
+    "check_closure", "check_combine", "check_domain", "check_ir", "check_names",
+    "check_semiring", "prove_equal",
 ]
 
 
 def check_names(ir: ScanIR) -> tuple:
     """The names of the checks `check_ir` runs for `ir`, in report order."""
-    return (tuple(name for name, *_ in SEMIRING_LAWS) + ("combine.associative",)
-            + tuple(f"closure.{u.state}" for u in ir.updates))
+    return (("semiring.domain_closed",) + tuple(name for name, *_ in SEMIRING_LAWS)
+            + ("combine.associative",) + tuple(f"closure.{u.state}" for u in ir.updates))
 
 
 def check_ir(ir: ScanIR) -> Report:
-    """Every algebra check of one spec: semiring axioms, combine associativity, and closure
-    of each update's transition class (in the spec's semiring)."""
-    checks = list(check_semiring(ir.semiring))
+    """Every algebra check of one spec, named as `check_names(ir)` lists them: the carrier is
+    closed, the semiring axioms, combine associativity, and closure of each update's
+    transition class (in the spec's semiring)."""
+    checks = [check_domain(ir.semiring), *check_semiring(ir.semiring)]
     checks.append(check_combine(ir.semiring))
     for update in ir.updates:
         closure = check_closure(update.transition.structure, ir.semiring)

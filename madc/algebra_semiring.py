@@ -13,7 +13,8 @@ Every law is an equation between compositions of ⊕ and ⊗. A law is checked i
    it (all subsets) and the rest is proved as in step 2. ⊕/⊗ at ±∞ are evaluated by
    substitution and, where that is undefined (log(0) in the log semiring), by limits.
 
-The carrier of a semiring is its domain plus its zero and one. In particular `extended_reals`
+The carrier of a semiring is its domain plus its zero and one ("adjoined" when outside the
+domain, and then substituted in step 3 like the infinities). In particular `extended_reals`
 holds exactly the infinities the semiring names as zero or one: the tropical semiring is
 ℝ ∪ {−∞}, min-plus ℝ ∪ {+∞}. (With both infinities `x ⊗ y = ∞ − ∞` would be undefined.)
 """
@@ -288,18 +289,19 @@ def _z3_expr(e: sympy.Expr, env: dict):
     raise _Untranslatable(type(e).__name__)
 
 
-def _z3_proves(lhs: sympy.Expr, rhs: sympy.Expr, domain: str) -> bool:
-    """True when z3 shows lhs == rhs for every value of the (finite) symbols in the domain
-    (False when it cannot, or z3 is not installed: the proof then falls back to sympy)."""
+def z3_valid(exprs: list, domain: str, goal: Callable) -> bool:
+    """True when z3 shows `goal(*z3 terms of exprs)` for every value of their (finite) free
+    symbols in the domain. False when it cannot (untranslatable, unknown, timeout) or z3 is
+    not installed: callers then fall back to sympy. Never a disproof."""
     try:
         import z3
     except ImportError:
         return False
 
-    symbols = sorted((lhs - rhs).free_symbols | lhs.free_symbols | rhs.free_symbols, key=str)
+    symbols = sorted(set().union(*(e.free_symbols for e in exprs)), key=str)
     env = {sym: z3.Real(str(sym)) for sym in symbols}
     try:
-        goal = _z3_expr(lhs, env) == _z3_expr(rhs, env)
+        claim = goal(*(_z3_expr(e, env) for e in exprs))
     except _Untranslatable:
         return False
     solver = z3.Solver()
@@ -311,8 +313,13 @@ def _z3_proves(lhs: sympy.Expr, rhs: sympy.Expr, domain: str) -> bool:
             solver.add(v > 0)
         if domain == "unit_interval":
             solver.add(v <= 1)
-    solver.add(z3.Not(goal))
+    solver.add(z3.Not(claim))
     return solver.check() == z3.unsat
+
+
+def _z3_proves(lhs: sympy.Expr, rhs: sympy.Expr, domain: str) -> bool:
+    """True when z3 shows lhs == rhs for every value of the symbols in the domain."""
+    return z3_valid([sympy.sympify(lhs), sympy.sympify(rhs)], domain, lambda u, v: u == v)
 
 
 def _bad(e: sympy.Expr) -> bool:
@@ -368,6 +375,23 @@ def prove_equal(lhs: sympy.Expr, rhs: sympy.Expr, domain: str) -> str | None:
     return None
 
 
+def _in_domain(domain: str, v) -> bool | None:
+    """Is the constant v in the domain proper (infinities never are)? None if not a number."""
+    if _is_inf(v):
+        return False
+    try:
+        f = float(v)
+    except (TypeError, ValueError):
+        return None
+    return {"reals": True, "extended_reals": True, "nonneg": f >= 0, "positive": f > 0,
+            "unit_interval": 0 <= f <= 1, "boolean": f in (0.0, 1.0)}.get(domain, True)
+
+
+def _extras(s: Semiring) -> list:
+    """The zero/one that the carrier adjoins to the domain (±∞, or 0 for `positive`)."""
+    return list(dict.fromkeys(v for v in (s.zero, s.one) if _in_domain(s.domain, v) is False))
+
+
 def _symbols(domain: str, names) -> tuple:
     assumptions = _ASSUMPTIONS.get(domain, {"real": True})
     return tuple(sympy.Symbol(f"{n}_", **assumptions) for n in names)
@@ -383,12 +407,11 @@ def _prove_law(s: Semiring, build: Callable, names, with_infinities: bool) -> tu
     def M(u, v):
         return _apply(s.mul, u, v)
 
-    infinities = [v for v in (s.zero, s.one) if _is_inf(v)]
-    infinities = list(dict.fromkeys(infinities))
+    extras = _extras(s)
     assignments = [{}]
-    if with_infinities and infinities:
+    if with_infinities and extras:
         assignments = []
-        for choice in itertools.product([None, *infinities], repeat=len(syms)):
+        for choice in itertools.product([None, *extras], repeat=len(syms)):
             assignments.append({sym: c for sym, c in zip(syms, choice) if c is not None})
     methods = set()
     for assignment in assignments:
@@ -450,19 +473,21 @@ def _combine_check(key: tuple) -> Check:
     s = Semiring("", domain, add, mul, zero, one)
     name, law, names, build = COMBINE_LAW
     check = check_law(s, name, law, names, build, COMBINE_TRIALS, infinities=False)
-    if check.verdict != PROVED or domain == "boolean" or not any(map(_is_inf, (zero, one))):
+    if check.verdict != PROVED or domain == "boolean" or not _extras(s):
         return check
-    # The ±∞ cases follow from laws already checked with infinities: first components by
-    # ⊗-associativity; second components, A3⊗(A2⊗b1 ⊕ b2) ⊕ b3 = (A3⊗A2)⊗b1 ⊕ (A3⊗b2 ⊕ b3),
+    # The cases at an adjoined zero/one (±∞) follow from laws already checked with them:
+    # first components by ⊗-associativity; second components,
+    #   A3⊗(A2⊗b1 ⊕ b2) ⊕ b3 = (A3⊗A2)⊗b1 ⊕ (A3⊗b2 ⊕ b3),
     # by left distributivity, ⊗-associativity and ⊕-associativity.
     needed = ("semiring.mul_associative", "semiring.left_distributive",
               "semiring.add_associative")
     axioms = {c.name: c.verdict for c in _semiring_checks(key)}
     if all(axioms[n] == PROVED for n in needed):
-        return Check(name, PROVED, None, check.detail + "; at ±∞ from ⊗-assoc, left "
-                     "distributivity and ⊕-assoc (proved with ±∞)")
-    return Check(name, UNPROVEN, None, check.detail + "; finite values only: the ±∞ cases "
-                 "need ⊗-assoc, left distributivity and ⊕-assoc, not all proved")
+        return Check(name, PROVED, None, check.detail + "; at the adjoined zero/one from "
+                     "⊗-assoc, left distributivity and ⊕-assoc (proved there)")
+    return Check(name, UNPROVEN, None, check.detail + "; domain values only: the cases at the "
+                 "adjoined zero/one need ⊗-assoc, left distributivity and ⊕-assoc, not all "
+                 "proved")
 
 
 def check_combine(s: Semiring) -> Check:

@@ -13,6 +13,7 @@ from madc.algebra import (
     Check,
     Report,
     check_combine,
+    check_domain,
     check_semiring,
     prove_equal,
 )
@@ -160,3 +161,38 @@ def test_report_status_and_json():
 def test_plain_values_are_json_safe():
     assert [plain(v) for v in (2.0, 0.5, math.inf, -math.inf, 3)] == [2, 0.5, "inf", "-inf", 3]
     assert parse_plain("-inf") == -math.inf
+
+
+DOMAIN_CASES = {
+    # (+, ×) satisfies every axiom on {0, 1}, but 1 ⊕ 1 = 2 leaves the carrier.
+    "plus_times_boolean": (define("pb", "boolean", X + Y, X * Y, sympy.Integer(0),
+                                  sympy.Integer(1)), "refuted"),
+    "plus_times_unit": (define("pu", "unit_interval", X + Y, X * Y, sympy.Integer(0),
+                               sympy.Integer(1)), "refuted"),
+    "minus_nonneg": (define("mn", "nonneg", X - Y, X * Y, sympy.Integer(0),
+                            sympy.Integer(1)), "refuted"),
+    "probabilistic_or": (define("po", "unit_interval", X + Y - X * Y, X * Y, sympy.Integer(0),
+                                sympy.Integer(1)), "proved"),
+    "plus_times_positive_with_zero": (define("pp", "positive", X + Y, X * Y, sympy.Integer(0),
+                                             sympy.Integer(1)), "proved"),
+}
+
+
+@pytest.mark.parametrize("key", PROVED_ALL)
+def test_builtin_carriers_are_closed(key):
+    c = check_domain(SEMIRINGS[key])
+    assert (c.name, c.verdict) == ("semiring.domain_closed", "proved"), c.detail
+
+
+@pytest.mark.parametrize("key", sorted(DOMAIN_CASES))
+def test_carrier_closure(key):
+    s, expected = DOMAIN_CASES[key]
+    c = check_domain(s)
+    assert c.verdict == expected, c.detail
+    if expected == "refuted":
+        cex = c.counterexample
+        op = s.add if cex["op"] == "⊕" else s.mul
+        r = evaluate(op, parse_plain(cex["a"]), parse_plain(cex["b"]))
+        lo, hi = {"boolean": (0, 1), "unit_interval": (0, 1), "nonneg": (0, math.inf)}[s.domain]
+        assert r == parse_plain(cex["result"]) and not (lo <= r <= hi and
+                                                        (s.domain != "boolean" or r in (0, 1)))
