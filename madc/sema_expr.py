@@ -165,7 +165,8 @@ class ExprChecker:
         neg = normalise_axis(k, ndim)
         if neg is None:
             fail(kws["axis"].span, "E0303",
-                 f"axis {k} is out of range for a value with {ndim} axes")
+                 f"axis {k} is out of range for a value with {ndim} "
+                 f"ax{'i' if ndim == 1 else 'e'}s")
         return neg
 
     def index(self, e: ast.Subscript, x, mode: Mode):
