@@ -1,0 +1,1 @@
+"""Emitted-code templates, shipped as package data (`madc.templates`)."""

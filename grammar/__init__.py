@@ -1,0 +1,1 @@
+"""The .scan grammar, shipped as package data (`madc.grammar`)."""

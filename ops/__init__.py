@@ -1,0 +1,1 @@
+"""The operator zoo: .scan specs shipped as package data (`madc.zoo`)."""
