@@ -78,7 +78,7 @@ def _parity(p):
 
 @pytest.mark.parametrize("name,order", [("s5", 120), ("a5", 60)])
 def test_permutation_labels_are_running_products(name, order):
-    task = make_task(name, train_len="8", test_lens="20")
+    task = make_task(name, train_len="8", test_lens="20", bos="false")
     assert task.vocab_size == order == len(set(task.elements))
     if name == "a5":
         assert all(_parity(p) == 0 for p in task.elements)
@@ -91,6 +91,13 @@ def test_permutation_labels_are_running_products(name, order):
             for g, y in zip(inputs, targets):
                 prod = _compose(task.elements[g], prod)
                 assert task.elements[y] == prod
+    with_bos = make_task(name, train_len="8", bos="true")
+    assert with_bos.vocab_size == order + 1
+    plain = task.sample(torch.Generator().manual_seed(2), 4, "train")
+    marked = with_bos.sample(torch.Generator().manual_seed(2), 4, "train")
+    assert (marked.inputs[:, 0] == order).all() and (marked.targets[:, 0] == IGNORE).all()
+    assert torch.equal(marked.inputs[:, 1:], plain.inputs)
+    assert torch.equal(marked.targets[:, 1:], plain.targets)
 
 
 @pytest.mark.parametrize("name", ["selective_copy", "mad_selective_copy"])

@@ -180,6 +180,9 @@ class PermutationComposition(Task):
     p_t = g_t o p_{t-1} (p_0 = identity, (f o g)(i) = f(g(i))), as an element index.
 
     Trains at `train_len`; evaluates at `train_len` and each of `test_lens` (extrapolation).
+    With `bos`, a begin-of-sequence token (id = group order, target IGNORE) comes first: a
+    recurrence with a zero initial state and an additive input term can then load its
+    "identity" state once, which it otherwise has no way to tell apart from later tokens.
     """
 
     name = "s5"
@@ -187,6 +190,7 @@ class PermutationComposition(Task):
     even_only: bool = False
     train_len: int = 32
     test_lens: tuple = (64,)
+    bos: bool = True
 
     def __post_init__(self):
         if isinstance(self.test_lens, (str, int)):
@@ -200,22 +204,26 @@ class PermutationComposition(Task):
         object.__setattr__(self, "_table", table)  # table[f, g] = index of f o g
 
     @property
-    def vocab_size(self) -> int:  # noqa: D401 - property
-        """Number of group elements."""
-        return len(self.elements)
+    def vocab_size(self) -> int:
+        """Number of group elements (plus the BOS token)."""
+        return len(self.elements) + int(self.bos)
 
     def eval_sets(self):
         return tuple(f"T{t}" for t in (self.train_len,) + tuple(self.test_lens))
 
     def sample(self, gen, batch_size, split="train"):
         seq_len = self.train_len if split == "train" else int(split[1:])
-        tokens = _randint(gen, 0, self.vocab_size, (batch_size, seq_len))
+        order = len(self.elements)
+        tokens = _randint(gen, 0, order, (batch_size, seq_len))
         labels = torch.empty_like(tokens)
         prod = tokens[:, 0]
         labels[:, 0] = prod
         for t in range(1, seq_len):
             prod = self._table[tokens[:, t], prod]
             labels[:, t] = prod
+        if self.bos:
+            tokens = torch.cat([torch.full((batch_size, 1), order), tokens], dim=1)
+            labels = torch.cat([torch.full((batch_size, 1), IGNORE), labels], dim=1)
         return Batch(tokens, labels)
 
 
