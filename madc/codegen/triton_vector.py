@@ -160,6 +160,8 @@ class TorchPrinter:
             return f"_ssum(_smul({x}, {y}.unsqueeze(-2)), -1)"
         if rx == 1 and ry == 2:
             return f"_ssum(_smul({x}.unsqueeze(-1), {y}), -2)"
+        if rx == 1 and ry == 1:
+            return f"_ssum(_smul({x}, {y}), -1)"
         return f"_ssum(_smul({x}.unsqueeze(-1), {y}.unsqueeze(-3)), -2)"
 
 
