@@ -1,0 +1,135 @@
+"""`madc.load`: the module's attributes, input validation (errors name the argument, got vs
+expected), backend selection and the algebra verdicts it enforces."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from codegen_util import REPO, load_zoo, make_inputs
+
+import madc
+import madc.runtime as rt
+from madc.errors import CompileError
+
+
+@pytest.fixture(scope="module")
+def ssm():
+    return rt.load(str(REPO / "ops" / "selective_ssm.scan"), backend="chunked", D=3, N=2)
+
+
+@pytest.fixture(scope="module")
+def gla():
+    return rt.load(str(REPO / "ops" / "gla.scan"), backend="reference", H=2, K=3, V=2)
+
+
+def _inputs(module, batch=2, length=5, dtype=torch.float32):
+    head = (module.heads,) if module.heads else ()
+    return {n: torch.randn(batch, length, *head, *s, dtype=dtype)
+            for n, s in module.inputs.items()}
+
+
+def test_module_attributes(ssm, gla):
+    assert list(ssm.inputs.items()) == [("x", (3,)), ("dt", (3,)), ("B", (2,)), ("C", (2,))]
+    assert ssm.outputs == ("y",) and ssm.heads is None
+    assert dict(ssm.state_shapes) == {"h": (3, 2)}
+    assert gla.heads == 2 and dict(gla.state_shapes) == {"S": (3, 2)}
+    assert {n for n, _ in ssm.named_parameters()} == {"A_log", "dt_bias", "D_skip"}
+    assert madc.InputError is rt.InputError and issubclass(rt.InputError, ValueError)
+
+
+def test_output_and_state_shapes(ssm, gla):
+    y, s = ssm(**_inputs(ssm), return_state=True)
+    assert y.shape == (2, 5, 3) and s.shape == (2, 3, 2)
+    y, s = gla(**_inputs(gla), return_state=True)
+    assert y.shape == (2, 5, 2, 2) and s.shape == (2, 2, 3, 2)
+    x = _inputs(ssm)
+    assert torch.equal(ssm(*x.values()), ssm(**x))
+
+
+def test_several_outputs_and_states_are_tuples():
+    module = load_zoo("mlstm", H=1, K=2, V=2)
+    y, states = module(**make_inputs(module, 1, 4), return_state=True)
+    assert isinstance(y, torch.Tensor) and len(states) == 2
+
+
+def _error(module, match, **kwargs):
+    with pytest.raises(madc.InputError, match=match):
+        module(**kwargs)
+
+
+def test_input_errors_name_the_argument(ssm):
+    good = _inputs(ssm)
+    _error(ssm, r"^z: unexpected input; expected inputs: x, dt, B, C", **good, z=good["x"])
+    _error(ssm, r"^C: missing input", **{k: v for k, v in good.items() if k != "C"})
+    _error(ssm, r"^B: expected shape \[2, 5, 2\], got \[2, 5, 3\]",
+           **{**good, "B": torch.randn(2, 5, 3)})
+    _error(ssm, r"^dt: expected shape \[2, 5, 3\], got \[2, 4, 3\]",
+           **{**good, "dt": torch.randn(2, 4, 3)})
+    _error(ssm, r"^x: expected shape \[\*, \*, 3\], got \[2, 5\]",
+           **{**good, "x": torch.randn(2, 5)})
+    _error(ssm, r"^C: expected dtype torch.float32, got torch.float64",
+           **{**good, "C": good["C"].double()})
+    _error(ssm, r"^x: expected a floating-point dtype, got torch.int64",
+           **{**good, "x": torch.ones(2, 5, 3, dtype=torch.long)})
+    _error(ssm, r"^dt: expected a torch.Tensor, got list", **{**good, "dt": [1.0]})
+    _error(ssm, r"^C: expected device cpu, got meta",
+           **{**good, "C": torch.empty(2, 5, 2, device="meta")})
+    meta = {k: torch.empty(v.shape, device="meta") for k, v in good.items()}
+    _error(ssm, r"^x: expected device cpu \(the module's parameters\), got meta", **meta)
+
+
+def test_state_and_cu_seqlens_errors(ssm):
+    good = _inputs(ssm, batch=1, length=6)
+    _error(ssm, r"^initial_state: expected shape \[1, 3, 2\], got \[1, 3, 3\]", **good,
+           initial_state=torch.zeros(1, 3, 3))
+    _error(ssm, r"^initial_state: expected dtype torch.float32, got torch.float64", **good,
+           initial_state=torch.zeros(1, 3, 2, dtype=torch.float64))
+    cu = torch.tensor([0, 2, 6])
+    _error(ssm, r"^initial_state: expected shape \[2, 3, 2\]", **good, cu_seqlens=cu,
+           initial_state=torch.zeros(1, 3, 2))
+    _error(ssm, r"^cu_seqlens: expected offsets from 0 to T = 6, got 0 to 5", **good,
+           cu_seqlens=torch.tensor([0, 2, 5]))
+    _error(ssm, r"^cu_seqlens: expected non-decreasing offsets", **good,
+           cu_seqlens=torch.tensor([0, 4, 2, 6]))
+    _error(ssm, r"^cu_seqlens: expected a 1-D integer tensor", **good,
+           cu_seqlens=torch.tensor([0.0, 6.0]))
+    _error(ssm, r"^cu_seqlens: packed sequences need batch size 1, got B = 2",
+           **_inputs(ssm, batch=2, length=6), cu_seqlens=cu)
+
+
+def test_backend_choice(ssm):
+    with pytest.raises(ValueError, match="backend='triton': no Triton backend was emitted"):
+        rt.load(str(REPO / "ops" / "oscillatory_ssm.scan"), backend="triton")
+    with pytest.raises(ValueError, match="backend: expected one of"):
+        rt.load(str(REPO / "ops" / "hgrn.scan"), backend="cuda")
+    with pytest.raises(ValueError, match="unknown dim 'Q'; hgrn declares D"):
+        rt.load(str(REPO / "ops" / "hgrn.scan"), Q=3)
+    auto = rt.load(str(REPO / "ops" / "hgrn.scan"), D=2)
+    module, choice = auto._backend_module(torch.device("cpu"))
+    assert choice == "chunked" and module.__name__.endswith(".chunked")
+
+
+def test_refuted_closure_needs_promotion():
+    path = str(REPO / "ops" / "deltanet.scan")
+    with pytest.raises(CompileError) as err:
+        rt.load(path)
+    assert err.value.codes() == ["E0901"]
+    assert "closure.S is refuted" in err.value.render()
+    with pytest.warns(rt.PromotionWarning, match=r"O\(n\) -> O\(n\^3\)"):
+        rt.load(path, allow_promotion=True, H=1, K=2, V=2)
+
+
+def test_bad_spec_is_a_compile_error():
+    with pytest.raises(CompileError):
+        rt.load("scan broken\ndims D = 4\nstate h : [Q]\n")
+
+
+def test_chunk_size_option(ssm):
+    module = rt.load(str(REPO / "ops" / "selective_ssm.scan"), backend="chunked",
+                     chunk_size=2, D=3, N=2)
+    module.load_state_dict(ssm.state_dict())
+    x = _inputs(ssm, length=7, dtype=torch.float64)
+    assert module.chunk_size == 2
+    torch.testing.assert_close(module.double()(**x), ssm.double()(**x), rtol=1e-12,
+                               atol=1e-12)
+    ssm.float()
