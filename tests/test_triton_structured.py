@@ -10,6 +10,7 @@ The fp32 kernels must agree to a relative error of 1e-5 (max abs error / max abs
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import os
 import sys
 
@@ -32,10 +33,9 @@ SEMIRING_SPECS = {
     "trop_monomial": """scan trop_monomial
 dims N = 5
 semiring tropical
-input z : [N, N]
 input d : [N]
 input x : [N]
-let P = hardmax(z, axis=0)
+let P = roll(eye(N), 2, axis=1)
 state h : [N]
 h = perm(P) @ diag(d) @ h + x
 readout y = h
@@ -85,6 +85,15 @@ let P = hardmax(u, axis=0)
 state h : [D, N]
 h = h @ diag(sigmoid(g) * s) @ onehot(P) + x
 readout y = sum(h, axis=1)
+""",
+    "trop_dense": """scan trop_dense
+dims N = 4, D = 2
+semiring tropical
+input a : [N, N]
+input x : [N, D]
+state h : [N, D]
+h = dense(a) @ h + x
+readout y = sum(h, axis=0)
 """,
     "toeplitz_real": """scan toeplitz_real
 dims D = 2
@@ -136,20 +145,29 @@ def _shape(shape, dims) -> tuple:
     return tuple(dims[d] if isinstance(d, str) else d for d in shape)
 
 
-def _random(ir, dims, B, T, n_seq, seed, initial):
-    """float64 leaves: inputs, params, initial states (or None)."""
+def _random(ir, dims, B, T, n_seq, seed, initial, values="normal", neginf=()):
+    """float64 leaves: inputs, params, initial states (or None). `values`: "normal" or "ints"
+    (small integers: exact ties under max/min); the inputs named in `neginf` get a fifth of
+    their entries -inf (the log/tropical zero)."""
     g = torch.Generator().manual_seed(seed)
     heads = (dims[ir.heads],) if ir.heads else ()
 
-    def rnd(*shape):
-        return torch.randn(shape, generator=g, dtype=torch.float64).requires_grad_()
+    def rnd(*shape, zeros=False):
+        x = torch.randn(shape, generator=g, dtype=torch.float64)
+        if values == "ints":
+            x = torch.randint(-2, 3, shape, generator=g).double()
+        if zeros:
+            x = torch.where(torch.rand(shape, generator=g) < 0.2, -torch.inf, x)
+        return x.requires_grad_()
 
-    inputs = {i.name: rnd(B, T, *heads, *_shape(i.shape, dims)) for i in ir.inputs}
+    inputs = {i.name: rnd(B, T, *heads, *_shape(i.shape, dims), zeros=i.name in neginf)
+              for i in ir.inputs}
     params = {p.name: rnd(*(heads if p.per_head else ()), *_shape(p.shape, dims))
               for p in ir.params}
     states = None
     if initial:
-        states = tuple(rnd(n_seq, *heads, *_shape(s.shape, dims)).detach().abs().requires_grad_()
+        states = tuple(torch.randn(n_seq, *heads, *_shape(s.shape, dims), generator=g,
+                                   dtype=torch.float64).round().requires_grad_()
                        for s in ir.states)
     return inputs, params, states
 
@@ -181,11 +199,12 @@ def _rel(got, want) -> float:
     return float((got[finite] - want[finite]).abs().max() / scale) if finite.any() else 0.0
 
 
-def _check(name, oracle, tri, dims, B, T, cu=None, initial=True, seed=0, tmp_root=None):
+def _check(name, oracle, tri, dims, B, T, cu=None, initial=True, seed=0, values="normal",
+           neginf=()):
     """Run both, compare outputs, final states and the gradient of a random projection."""
     ir = _PACKAGES[name][0]
     n_seq = B if cu is None else len(cu) - 1
-    inputs, params, states = _random(ir, dims, B, T, n_seq, seed, initial)
+    inputs, params, states = _random(ir, dims, B, T, n_seq, seed, initial, values, neginf)
     cu_t = None if cu is None else torch.tensor(cu)
     want_y, want_h = oracle(inputs, params, dims, states, cu_t)
     i32, p32, s32 = _fp32(inputs), _fp32(params), _fp32(states)
@@ -296,3 +315,114 @@ def test_semirings_and_sides_match_reference(name, tmp_root):
     # reference's logsumexp backward is 0/0
     _check(name, oracle, tri, dims, B=2, T=5, initial=True, seed=11)
     _check(name, oracle, tri, dims, B=1, T=6, cu=[0, 1, 6], initial=True, seed=12)
+
+
+@pytest.mark.parametrize("name", ["trop_monomial", "trop_dense", "minplus_circ_heads"])
+def test_exact_ties_split_like_reference(name, tmp_root):
+    """Integer inputs make max/min ties exact: the adjoint splits evenly between tied terms
+    (torch.amax/amin over a reduction, Heaviside(0) = 1/2 between the reduction and b)."""
+    oracle, tri = _oracle(name, tmp_root)
+    dims = _dims(_PACKAGES[name][0])
+    inputs, _, _ = _random(_PACKAGES[name][0], dims, 2, 6, 2, 21, True, "ints")
+    assert any(len(x.unique()) < x.numel() for x in inputs.values())
+    _check(name, oracle, tri, dims, B=2, T=6, initial=True, seed=21, values="ints")
+
+
+@pytest.mark.parametrize("name,neginf", [("trop_monomial", ("x",)), ("trop_dense", ("a", "x")),
+                                         ("log_block_right", ("x",))])
+def test_neg_inf_inputs(name, neginf, tmp_root):
+    """-inf (the semiring zero) in per-token inputs: same infinities, same finite values and
+    gradients. Rows whose every term is the zero are avoided: there the gradient is a
+    convention (docs/structured.md) and the reference's logsumexp gives 0/0."""
+    oracle, tri = _oracle(name, tmp_root)
+    dims = _dims(_PACKAGES[name][0])
+    inputs, _, _ = _random(_PACKAGES[name][0], dims, 2, 5, 2, 31, True, neginf=neginf)
+    assert all(bool(torch.isinf(inputs[k]).any()) for k in neginf)
+    _check(name, oracle, tri, dims, B=2, T=5, initial=True, seed=31, neginf=neginf)
+
+
+def test_bf16_inputs(tmp_root):
+    """bf16 inputs run with fp32 state and accumulation and return bf16."""
+    oracle, tri = _oracle("circulant_ssm", tmp_root)
+    dims = _dims(_PACKAGES["circulant_ssm"][0])
+    inputs, params, _ = _random(_PACKAGES["circulant_ssm"][0], dims, 2, 6, 2, 41, False)
+    (want,), (want_h,) = oracle(inputs, params, dims, None, None)
+    low = {k: v.detach().bfloat16() for k, v in inputs.items()}
+    (got,), (got_h,) = tri.scan(low, {}, dims, None, None)
+    assert got.dtype == torch.bfloat16 and got_h.dtype == torch.bfloat16
+    assert _rel(got, want) <= 2e-2 and _rel(got_h, want_h) <= 2e-2
+
+
+def test_layouts_follow_the_written_factors(tmp_root):
+    layouts = {name: triton_structured.layout_of(_spec(name).updates[0].transition)
+               for name in ZOO + ("trop_monomial", "toeplitz_real")}
+    assert layouts == {
+        "oscillatory_ssm": "block", "signed_perm_ssm": "column", "pd_ssm": "column",
+        "circulant_ssm": "circ", "monarch_ssm": "dense", "cd_ssm": "dense",
+        "deltanet": "dense", "trop_monomial": "column", "toeplitz_real": "dense"}
+
+
+def test_unsupported_specs_are_refused_with_a_reason():
+    ir = load_spec(os.path.join(ROOT, "ops", "selective_ssm.scan"))
+    assert not triton_structured.supports(ir)
+    assert "elementwise" in triton_structured.why_unsupported(ir)
+    with pytest.raises(triton_structured.UnsupportedError, match="selective_ssm"):
+        triton_structured.emit(ir)
+
+
+def test_emit_is_deterministic_and_compiles():
+    ir = _spec("pd_ssm")
+    first, second = triton_structured.emit(ir), triton_structured.emit(_spec("pd_ssm"))
+    assert first == second
+    compile(first, "triton_structured.py", "exec")
+    assert "import madc" not in first and "from madc" not in first
+    assert ir.source_hash in first
+
+
+SOFT_PERM = """scan soft_perm
+dims N = 3
+semiring real
+input u : [N, N]
+input x : [N]
+let P = sigmoid(u)
+state h : [N]
+h = perm(P) @ h + x
+readout y = h
+"""
+
+
+def test_runtime_errors_name_the_argument(tmp_root):
+    ir, _, tri = _package("pd_ssm", tmp_root)
+    dims = _dims(ir)
+    inputs, params, states = _random(ir, dims, 2, 3, 2, 0, True)
+    inputs = {k: v.detach().float() for k, v in inputs.items()}
+    good_state = tuple(s.detach().float() for s in states)
+    bad = dict(inputs, u=inputs["u"][..., :-1])
+    with pytest.raises(ValueError, match=r"input 'u': got shape \(2, 3, 6, 5\), expected"):
+        tri.scan(bad, params, dims, None, None)
+    with pytest.raises(ValueError, match=r"inputs: got \['d', 'u'\], expected the names"):
+        tri.scan({k: inputs[k] for k in ("d", "u")}, params, dims, None, None)
+    with pytest.raises(ValueError, match=r"input 'x': got Tensor torch.int64"):
+        tri.scan(dict(inputs, x=inputs["x"].long()), params, dims, None, None)
+    with pytest.raises(ValueError, match=r"initial_state 'h': got torch.Size\(\[1, 6\]\), "
+                                         r"expected shape \[2, 6\]"):
+        tri.scan(inputs, params, dims, (good_state[0][:1],), None)
+    with pytest.raises(ValueError, match=r"cu_seqlens: got \[0, 3\] with B = 2"):
+        tri.scan(inputs, params, dims, None, torch.tensor([0, 3]))
+    one = {k: v[:1] for k, v in inputs.items()}
+    with pytest.raises(ValueError, match=r"non-decreasing offsets from 0 to T = 3"):
+        tri.scan(one, params, dims, None, torch.tensor([0, 2, 1, 3]))
+    with pytest.raises(ValueError, match=r"dims: got unknown names \['Q'\]"):
+        tri.scan(inputs, params, dict(dims, Q=3), None, None)
+
+
+def test_non_one_hot_perm_is_an_error(tmp_path):
+    ir = load_spec(SOFT_PERM, path="<soft_perm>")
+    file = tmp_path / "soft_perm_ts.py"
+    file.write_text(triton_structured.emit(ir))
+    spec = importlib.util.spec_from_file_location("soft_perm_ts", file)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    inputs = {"u": torch.randn(1, 2, 3, 3), "x": torch.randn(1, 2, 3)}
+    with pytest.raises(ValueError, match=r"perm\(P\): every column of P must hold exactly one"):
+        mod.scan(inputs, {}, {}, None, None)
