@@ -40,7 +40,7 @@ LANGUAGE_WORDS = frozenset({
     "readout", "output", "None", "inf", "oo", "identity", "outer"})
 EMITTED_NAMES = frozenset({
     "torch", "triton", "tl", "nn", "F", "math", "np", "self", "inputs", "params", "dims",
-    "initial_state", "cu_seqlens", "return_state", "options", "madc"})
+    "initial_state", "cu_seqlens", "return_state", "options", "madc", "os", "sys"})
 RESERVED = (LANGUAGE_WORDS | EMITTED_NAMES | REAL_CALLABLE | frozenset(CONSTRUCTORS)
             | frozenset(n for n in dir(builtins) if not n.startswith("_")))
 _ASCII_IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
