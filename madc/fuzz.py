@@ -377,7 +377,8 @@ def fuzz(source: str, candidate: Candidate, *, examples: int = 50, seed: int = 0
         except HypothesisException as exc:  # flaky candidate: keep the unshrunk case
             summary.notes.append(f"shrinking gave up ({type(exc).__name__}); repro is unshrunk")
         summary.shrunk_case = shrunk.to_json()
-        name = f"repro_{Path(spec_path).stem}_{candidate.backend}_{seed}"
+        what = "module" if candidate.module_path else candidate.backend
+        name = f"repro_{Path(spec_path).stem}_{what}_{seed}"
         path = write_repro(out_dir, source, candidate, shrunk, memo[shrunk], spec_path, name)
         summary.repro = str(path)
     summary.seconds = time.monotonic() - started

@@ -417,6 +417,14 @@ def _candidate_runner(source, candidate, case, dims, params, cache) -> _Runner:
     return runner
 
 
+def _trace(exc: BaseException) -> str:
+    """`Type: message` and the innermost frames, for a failure report."""
+    import traceback
+
+    frames = traceback.format_tb(exc.__traceback__)[-2:]
+    return f"{type(exc).__name__}: {exc}\n" + "".join(frames).rstrip()
+
+
 def run_case(source: str, candidate: Candidate, case: Case, cache: dict | None = None
              ) -> CaseResult:
     """Run `case` on the candidate (in `case.dtype` on `candidate.device`), on the reference
@@ -430,8 +438,11 @@ def run_case(source: str, candidate: Candidate, case: Case, cache: dict | None =
     ref = module_runner(ref64)
     _set_params(ref, params, torch.float64, "cpu")
     inputs, init, cu = case_tensors(ref64, case)
-    want_o, want_s, want_g, masks = _forward_backward(ref, inputs, init, cu, torch.float64,
-                                                      "cpu", case)
+    try:
+        want_o, want_s, want_g, masks = _forward_backward(ref, inputs, init, cu, torch.float64,
+                                                          "cpu", case)
+    except Exception as exc:  # noqa: BLE001 - the oracle itself broke: a finding too
+        return CaseResult("fail", message=f"the float64 reference raised {_trace(exc)}")
     has_inf = any(bool(torch.isinf(x).any()) for x in list(inputs.values()) + list(init or ()))
     reason = _out_of_range(want_o + want_s + list(want_g.values()), case.dtype, has_inf)
     if reason:
@@ -442,11 +453,7 @@ def run_case(source: str, candidate: Candidate, case: Case, cache: dict | None =
                                                    DTYPES[case.dtype], candidate.device,
                                                    case, masks)
     except Exception as exc:  # noqa: BLE001 - a crashing candidate is a finding, not a crash
-        import traceback
-
-        tail = "".join(traceback.format_exception(exc)[-6:]).rstrip()
-        return CaseResult("fail", message=f"{candidate.label()} raised "
-                          f"{type(exc).__name__}: {exc}\n{tail}")
+        return CaseResult("fail", message=f"{candidate.label()} raised {_trace(exc)}")
     low_o, low_s, low_g = [None] * len(want_o), [None] * len(want_s), {}
     try:
         low_mod = _cached(cache, ("reference-lowp", tuple(sorted(dims.items()))),

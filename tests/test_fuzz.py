@@ -6,7 +6,6 @@ accepted spec in ops/ on the chunked backend (and the Triton backend under TRITO
 from __future__ import annotations
 
 import math
-import os
 from pathlib import Path
 
 import pytest
