@@ -22,6 +22,8 @@ from madc.ir import Span
 
 #: Syntax errors reported per file before giving up (later ones are usually knock-on errors).
 MAX_SYNTAX_ERRORS = 20
+#: Recovery reparses the file once per error; beyond this size only the first is reported.
+RECOVERY_MAX_CHARS = 1 << 16
 
 # How the parser's terminal names read in a message.
 _TERMINAL_WORDS = {
@@ -284,7 +286,8 @@ def parse(source: str, path: str = "<input>") -> ast.Spec:
             if diags and diags[-1].span == diag.span:
                 break
             diags.append(diag)
-            if diag.code == "E0103" or len(diags) >= MAX_SYNTAX_ERRORS or diag.span is None:
+            limit = MAX_SYNTAX_ERRORS if len(text) <= RECOVERY_MAX_CHARS else 1
+            if diag.code == "E0103" or len(diags) >= limit or diag.span is None:
                 break
             text = _blank_line(text, diag.span.line)
     if diags:

@@ -141,3 +141,35 @@ def test_installed_wheel_ships_the_grammar(tmp_path):
                          text=True, env={"PYTHONPATH": str(target)}, timeout=120)
     assert run.returncode == 0, run.stderr
     assert run.stdout.strip() == "Spec"
+
+
+def test_grammar_has_no_lalr_conflicts(caplog):
+    """What `strict=True` enforces (it also needs the optional `interegular` package)."""
+    import logging
+
+    from lark import Lark, logger
+
+    old = logger.level
+    logger.setLevel(logging.DEBUG)
+    try:
+        with caplog.at_level(logging.DEBUG, logger="lark"):
+            Lark(grammar_text(), parser="lalr", debug=True)
+    finally:
+        logger.setLevel(old)
+    assert not [r for r in caplog.records if "conflict" in r.getMessage().lower()]
+
+
+def test_keywords_are_whole_words_only():
+    spec = parse("scan scanner\nlet letx = states\nreadout output_ = h\n", "t.scan")
+    assert spec.statements[0].name.name == "scanner"
+    assert spec.statements[1].name.name == "letx"
+    assert spec.statements[2].name.name == "output_"
+
+
+def test_debug_env_prints_each_stage(tmp_path):
+    code = "from madc.frontend import load_spec; load_spec('ops/hgrn.scan')"
+    run = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True,
+                         env={"MADC_DEBUG": "1", "PATH": "/usr/bin:/bin"}, timeout=120)
+    assert run.returncode == 0, run.stderr
+    assert "--- madc: ast" in run.stderr and "--- madc: ir" in run.stderr
+    assert "UpdateStmt(" in run.stderr and "Transition(structure='diagonal'" in run.stderr

@@ -256,3 +256,14 @@ def test_verify_rejects_broken_ir():
     bad_shape = dataclasses.replace(let, expr=dataclasses.replace(let.expr, shape=("D", "D")))
     with pytest.raises(IRError):
         verify(dataclasses.replace(spec, lets=(bad_shape,)))
+
+
+def test_language_doc_example_is_the_zoo_spec():
+    doc = (ROOT / "docs" / "language.md").read_text(encoding="utf-8")
+    example = doc.split("```\n", 2)[1]
+    spec = _load(example)
+    zoo = load_spec(ROOT / "ops" / "selective_ssm.scan")
+    assert [x.name for x in spec.lets] == [x.name for x in zoo.lets]
+    assert [x.expr for x in spec.lets] == [x.expr for x in zoo.lets]
+    assert [x.init for x in spec.params] == [x.init for x in zoo.params]
+    assert spec.outputs[0].expr == zoo.outputs[0].expr
