@@ -1,0 +1,156 @@
+"""`madc bench` for matrix-state specs: the generated attention-form kernels against
+flash-linear-attention (`fla.ops.gla.chunk_gla`, `fla.ops.simple_gla.chunk_simple_gla`).
+
+Both sides run on the same tensors in one process, timed with the median of
+`triton.testing.do_bench`; the table reports ratios measured side by side. fla is optional:
+without it only madc's times are printed. Run: `python -m madc.bench_attention [--quick]`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import sys
+import tempfile
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+SHAPES = ((8, 4096, 16, 128, 128), (2, 16384, 16, 128, 128))
+
+
+def load_module(spec: str, backend: str, **dims):
+    """The spec's nn.Module from a freshly emitted package (no cache, no algebra check:
+    the zoo specs are checked by the test suite)."""
+    from madc.codegen.package import class_name, emit_package, write_package
+    from madc.frontend import load_spec
+
+    ir = load_spec(str(ROOT / spec))
+    name = f"madc_bench_{ir.name}"
+    if name in sys.modules:
+        package = sys.modules[name]
+    else:
+        folder = Path(tempfile.mkdtemp(prefix="madc_bench_"))
+        write_package(emit_package(ir, backends=("reference", "triton")), folder / name)
+        sys.path.insert(0, str(folder))
+        try:
+            package = importlib.import_module(name)
+        finally:
+            sys.path.remove(str(folder))
+    return getattr(package, class_name(ir.name))(backend=backend, **dims)
+
+
+def time_ms(fn, grad_to_none=None) -> float:
+    """Median milliseconds of `fn` (triton.testing.do_bench)."""
+    import triton
+
+    return triton.testing.do_bench(fn, grad_to_none=grad_to_none, return_mode="median")
+
+
+def rel_err(a, b) -> float:
+    """Norm-wise relative difference of two tensors (in fp32)."""
+    return ((a.float() - b.float()).norm() / b.float().norm().clamp_min(1e-30)).item()
+
+
+def _fwd_bwd(fn, leaves, do):
+    def run():
+        fn().backward(do)
+    return time_ms(run, grad_to_none=leaves)
+
+
+def bench_gla(B, T, H, K, V, dtype=torch.bfloat16) -> dict:
+    """GLA (vector decay along K): madc `ops/gla.scan` vs fla `chunk_gla`."""
+    torch.manual_seed(0)
+    dev = "cuda"
+    q, k = (torch.randn(B, T, H, K, device=dev, dtype=dtype) for _ in range(2))
+    v = torch.randn(B, T, H, V, device=dev, dtype=dtype)
+    g = torch.nn.functional.logsigmoid(torch.randn(B, T, H, K, device=dev)).to(dtype)
+    do = torch.randn(B, T, H, V, device=dev, dtype=dtype)
+    leaves = [x.requires_grad_() for x in (q, k, v, g)]
+    mod = load_module("ops/gla.scan", "triton", H=H, K=K, V=V).cuda()
+    row = {"op": "gla", "shape": f"B{B} T{T} H{H} K{K} V{V}"}
+    madc_fn = lambda: mod(q=q, k=k, v=v, g=g)  # noqa: E731
+    row["madc_fwd"] = time_ms(madc_fn)
+    row["madc_fwdbwd"] = _fwd_bwd(madc_fn, leaves, do)
+    try:
+        from fla.ops.gla import chunk_gla
+    except ImportError:
+        return row
+    fla_fn = lambda: chunk_gla(q, k, v, g)[0]  # noqa: E731
+    row["fla_fwd"] = time_ms(fla_fn)
+    row["fla_fwdbwd"] = _fwd_bwd(fla_fn, leaves, do)
+    row["err_o"] = rel_err(madc_fn(), fla_fn())
+    grads = []
+    for fn in (madc_fn, fla_fn):
+        for x in leaves:
+            x.grad = None
+        fn().backward(do)
+        grads.append([x.grad.clone() for x in leaves])
+    row["err_grads"] = [rel_err(a, b) for a, b in zip(*grads)]
+    return row
+
+
+def bench_scalar(B, T, H, K, V, dtype=torch.bfloat16) -> dict:
+    """Scalar decay: madc `ops/retnet.scan` vs fla `chunk_simple_gla` (per-token g)."""
+    torch.manual_seed(0)
+    dev = "cuda"
+    q, k = (torch.randn(B, T, H, K, device=dev, dtype=dtype) for _ in range(2))
+    v = torch.randn(B, T, H, V, device=dev, dtype=dtype)
+    mod = load_module("ops/retnet.scan", "triton", H=H, K=K, V=V).cuda().to(dtype)
+    log_gamma = mod.log_gamma.detach().float()
+    row = {"op": "scalar(retnet)", "shape": f"B{B} T{T} H{H} K{K} V{V}"}
+    madc_fn = lambda: mod(q=q, k=k, v=v)  # noqa: E731
+    row["madc_fwd"] = time_ms(madc_fn)
+    try:
+        from fla.ops.simple_gla import chunk_simple_gla
+    except ImportError:
+        return row
+    g = log_gamma.view(1, 1, H).expand(B, T, H).contiguous()
+    fla_fn = lambda: chunk_simple_gla(q, k, v, g=g)[0]  # noqa: E731
+    row["fla_fwd"] = time_ms(fla_fn)
+    row["err_o"] = rel_err(madc_fn(), fla_fn())
+    return row
+
+
+def table(rows) -> str:
+    """A plain-text table with madc/fla speedups (fla time / madc time)."""
+    lines = [f"{'op':16} {'shape':28} {'madc fwd':>9} {'fla fwd':>9} {'x':>6} "
+             f"{'madc f+b':>9} {'fla f+b':>9} {'x':>6} {'err_o':>8}"]
+    for r in rows:
+        def cell(key, r=r):
+            return f"{r[key]:9.3f}" if key in r else f"{'-':>9}"
+
+        def ratio(a, b, r=r):
+            return f"{r[b] / r[a]:6.2f}" if a in r and b in r else f"{'-':>6}"
+
+        err = f"{r['err_o']:8.1e}" if "err_o" in r else f"{'-':>8}"
+        lines.append(f"{r['op']:16} {r['shape']:28} {cell('madc_fwd')} {cell('fla_fwd')} "
+                     f"{ratio('madc_fwd', 'fla_fwd')} {cell('madc_fwdbwd')} "
+                     f"{cell('fla_fwdbwd')} {ratio('madc_fwdbwd', 'fla_fwdbwd')} {err}")
+    return "\n".join(lines)
+
+
+def main(argv=None) -> int:
+    """Run the GLA and scalar-decay benchmarks, print the table, optionally write JSON."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="first shape only")
+    parser.add_argument("--json", type=Path, help="write the rows here")
+    args = parser.parse_args(argv)
+    if not torch.cuda.is_available():
+        print("bench_attention: needs a CUDA GPU", file=sys.stderr)
+        return 2
+    rows = []
+    for shape in SHAPES[:1] if args.quick else SHAPES:
+        for bench in (bench_gla, bench_scalar):
+            rows.append(bench(*shape))
+            print(json.dumps(rows[-1]), flush=True)
+    print(table(rows))
+    if args.json:
+        args.json.write_text(json.dumps(rows, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
