@@ -191,6 +191,15 @@ class _Verifier:
                 self.check(f.kind in FACTOR_KINDS, where, f"unknown factor {f.kind!r}")
                 for a in f.args:
                     self.expr(a, "real", where)
+            # The acted-on axes: one (size n) or, for block_diag/monarch, two (size (nb, k)).
+            if isinstance(t.size, tuple):
+                acted = st.shape[:2] if t.side == "left" else st.shape[-2:]
+            else:
+                acted = (st.shape[0] if t.side == "left" else st.shape[-1],)
+                acted = acted if t.size is not None else ()
+            want = t.size if isinstance(t.size, tuple) else (t.size,)
+            self.check(tuple(acted) == tuple(want), where,
+                       f"size {t.size!r} does not match the state's {t.side} axes {acted}")
         if u.inject is not None:
             self.expr(u.inject, "semiring", where)
             self.check(not _mentions_kind(u.inject, "state"), where, "inject reads a state")

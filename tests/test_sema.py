@@ -267,3 +267,11 @@ def test_language_doc_example_is_the_zoo_spec():
     assert [x.expr for x in spec.lets] == [x.expr for x in zoo.lets]
     assert [x.init for x in spec.params] == [x.init for x in zoo.params]
     assert spec.outputs[0].expr == zoo.outputs[0].expr
+
+
+def test_verify_checks_transition_size():
+    spec = load_spec(ROOT / "ops" / "circulant_ssm.scan")
+    upd = spec.updates[0]
+    wrong = dataclasses.replace(upd, transition=dataclasses.replace(upd.transition, size=4))
+    with pytest.raises(IRError, match="does not match"):
+        verify(dataclasses.replace(spec, updates=(wrong,)))
