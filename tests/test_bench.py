@@ -1,0 +1,58 @@
+"""`madc bench` on CPU in a tiny shape: the table, JSON and PNG are produced (timings use the
+CPU timer fallback and the Triton interpreter; no time is asserted)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+
+import pytest
+
+os.environ.setdefault("TRITON_INTERPRET", "1")
+
+from madc.bench import main_bench, parse_shape  # noqa: E402
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _args(tmp_path, file, shape, dtype="fp32"):
+    return argparse.Namespace(file=os.path.join(ROOT, file), shape=shape, dtype=dtype,
+                              out=str(tmp_path), backend="triton")
+
+
+def test_bench_writes_table_json_and_png(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("MADC_BENCH_SKIP", "compile")
+    rc = main_bench(_args(tmp_path, "examples/scans/linear_scan.scan", "B=1,T=8,D=4"))
+    assert rc == 0
+    table = capsys.readouterr().out
+    assert "madc triton" in table and "reference (eager loop)" in table
+    assert "HBM roofline" in table
+    data = json.loads((tmp_path / "linear_scan_fp32_B1_T8.json").read_text())
+    names = [e["name"] for e in data["entries"]]
+    assert names[0] == "madc triton" and "HBM roofline (I/O bytes)" in names
+    assert all(e["fwd_ms"] > 0 for e in data["entries"])
+    assert data["entries"][0]["fwd_vs_madc"] == 1.0 and data["copy_bandwidth_GBps"] > 0
+    png = (tmp_path / "linear_scan_fp32_B1_T8.png").read_bytes()
+    assert png[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_bench_reports_exp_floor_for_fused_ssm(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("MADC_BENCH_SKIP", "compile,reference")
+    rc = main_bench(_args(tmp_path, "ops/selective_ssm.scan", "B=1,T=4,D=2,N=2"))
+    assert rc == 0
+    data = json.loads((tmp_path / "selective_ssm_fp32_B1_T4.json").read_text())
+    assert any(e["name"].startswith("special-function floor") for e in data["entries"])
+    assert data["exp_rate_Gps"] > 0
+
+
+def test_bad_shape_is_a_usage_error(tmp_path, capsys):
+    rc = main_bench(_args(tmp_path, "examples/scans/linear_scan.scan", "B=1,Q=3"))
+    assert rc == 2
+    assert "unknown dim 'Q'" in capsys.readouterr().err
+
+
+def test_parse_shape():
+    assert parse_shape("B=8,T=4096,D=4096", {"D": 64}) == (8, 4096, {"D": 4096})
+    with pytest.raises(ValueError, match="NAME=POSITIVE_INT"):
+        parse_shape("T=0", {})
