@@ -24,7 +24,7 @@ def _run(mod, inputs, h0, dtype, do):
 @pytest.mark.parametrize("spec,dims", CASES)
 def test_gpu_matches_reference(spec, dims, dtype, tol):
     dims = dims or {"K": 64, "V": 64}
-    tri = load_module(spec, "triton", **dims).cuda()
+    tri = load_module(spec, "triton", chunk_size=64, **dims).cuda()
     ref = load_module(spec, "reference", **dims).cuda().double()
     ref.load_state_dict({k: v.double() for k, v in tri.state_dict().items()})
     gen = torch.Generator(device="cuda").manual_seed(0)
