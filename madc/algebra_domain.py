@@ -86,7 +86,7 @@ def _search(s: Semiring):
             with mpmath.workdps(50):
                 try:
                     exact = _mp_value(mp_op(mpmath.mpf(a[k]), mpmath.mpf(b[k])))
-                except (ValueError, ZeroDivisionError, OverflowError):
+                except (ValueError, ZeroDivisionError, OverflowError, TypeError):
                     exact = math.nan
             if not _member(s, exact):
                 return sign, a[k], b[k], exact

@@ -205,8 +205,8 @@ def _confirm(s: Semiring, build: Callable, values: tuple) -> tuple | None:
         zero, one = mpmath.mpf(_float(s.zero)), mpmath.mpf(_float(s.one))
         try:
             pairs = build(add, mul, zero, one, *args)
-        except (ValueError, ZeroDivisionError, OverflowError):
-            return (math.nan, math.nan)
+        except (ValueError, ZeroDivisionError, OverflowError, TypeError):
+            return (math.nan, math.nan)  # undefined there (e.g. max of a complex number)
         for lhs, rhs in pairs:
             lf, rf = _mp_value(lhs), _mp_value(rhs)
             if _fails(lf, rf):
