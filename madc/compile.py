@@ -13,6 +13,7 @@ import os
 import shutil
 import sys
 import tempfile
+import warnings
 from pathlib import Path
 
 from madc.errors import CompileError
@@ -104,8 +105,12 @@ def main_compile(args) -> int:
         args = _parser().parse_args(list(args))
     try:
         dims = parse_dims(args.dim)
-        target = compile_spec(args.file, args.out, dims, (args.backend,),
-                              allow_promotion=getattr(args, "allow_promotion", False))
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            target = compile_spec(args.file, args.out, dims, (args.backend,),
+                                  allow_promotion=getattr(args, "allow_promotion", False))
+        for warning in caught:
+            print(f"madc compile: warning: {warning.message}", file=sys.stderr)
     except CompileError as err:
         print(err.render(), file=sys.stderr)
         return 2

@@ -14,6 +14,7 @@ from madc.codegen.torch_print import (
     TorchPrinter,
     py_name,
     refs,
+    strip_parens,
 )
 from madc.ir import Ref, ScanIR
 
@@ -24,7 +25,7 @@ def shape_source(shape, heads: str | None = None) -> str:
     """A per-token shape as a Python tuple of ints reading `dims` (heads first if given)."""
     items = ([f'dims["{heads}"]'] if heads else []) + [
         f'dims["{d}"]' if isinstance(d, str) else str(int(d)) for d in shape]
-    return "".join(f"{item}, " for item in items).rstrip(" ") if items else ""
+    return items[0] + "," if len(items) == 1 else ", ".join(items)
 
 
 def _shape_literal(shape) -> str:
@@ -67,7 +68,7 @@ def _lets_body(ir: ScanIR, printer: TorchPrinter) -> list[str]:
     lines += [f'{py_name(p.name)} = params["{p.name}"]' for p in ir.params]
     lines += _like_line(ir, "inputs")[:1]
     for let in ir.lets:
-        lines.append(f"{py_name(let.name)} = {printer.doprint(let.expr)}")
+        lines.append(f"{py_name(let.name)} = {strip_parens(printer.doprint(let.expr))}")
     names = [i.name for i in ir.inputs] + [p.name for p in ir.params] + [t.name for t in ir.lets]
     lines.append("return {")
     lines += [f'    "{n}": {py_name(n)},' for n in names]
@@ -89,7 +90,7 @@ def _transition_entry(ir: ScanIR, update, printer: TorchPrinter, rank: int) -> s
             raise CodegenError(f"elementwise transition of class {tr.structure!r}")
         if tr.coeff is None:
             return "()"
-        coeff = f"lead({printer.aligned(tr.coeff, rank)}, {rank}, like)"
+        coeff = f"lead({strip_parens(printer.aligned(tr.coeff, rank))}, {rank}, like)"
         return f'(("coeff", ({coeff},)),)'
     if tr.side not in ("left", "right"):
         raise CodegenError(f"unknown transition side {tr.side!r}")
@@ -97,36 +98,46 @@ def _transition_entry(ir: ScanIR, update, printer: TorchPrinter, rank: int) -> s
     for factor in tr.factors:
         if factor.kind == "identity_minus_outer" and not printer.sr.is_real:
             raise CodegenError("identity - outer(u, w) needs the real semiring")
-        args = "".join(f"lead({printer.doprint(a)}, {len(a.shape)}, like), "
+        args = "".join(f"lead({strip_parens(printer.doprint(a))}, {len(a.shape)}, like), "
                        for a in factor.args)
         parts.append(f'("{factor.kind}", ({args.rstrip(" ")})),')
     return "(" + " ".join(parts) + ")"
 
 
+def _with_like(ir: ScanIR, binds: list[str], body: list[str]) -> list[str]:
+    """`binds`, the dtype/device/like lines that `body` uses, then `body`."""
+    text = "\n".join(body)
+    like = _like_line(ir, "env")
+    lines = list(binds)
+    if "dtype" in text or "device" in text:
+        lines.append(like[0])
+    if "like)" in text:
+        lines.append(like[1])
+    return lines + body
+
+
 def _transitions_body(ir: ScanIR, printer: TorchPrinter) -> list[str]:
     exprs = [e for u in ir.updates for e in _transition_exprs(u)]
-    lines = _bind(exprs, _env_source) + _like_line(ir, "env")
-    lines.append("return {")
+    body = ["return {"]
     for update, state in zip(ir.updates, ir.states):
         entry = _transition_entry(ir, update, printer, len(state.shape))
-        lines.append(f'    "{state.name}": {entry},')
-    lines.append("}")
-    return lines
+        body.append(f'    "{state.name}": {entry},')
+    body.append("}")
+    return _with_like(ir, _bind(exprs, _env_source), body)
 
 
 def _injects_body(ir: ScanIR, printer: TorchPrinter) -> list[str]:
     exprs = [u.inject for u in ir.updates if u.inject is not None]
-    lines = _bind(exprs, _env_source) + _like_line(ir, "env")
-    lines.append("return {")
+    body = ["return {"]
     for update, state in zip(ir.updates, ir.states):
         rank = len(state.shape)
         if update.inject is None:
-            lines.append(f'    "{state.name}": None,')
+            body.append(f'    "{state.name}": None,')
         else:
-            value = printer.aligned(update.inject, rank)
-            lines.append(f'    "{state.name}": lead({value}, {rank}, like),')
-    lines.append("}")
-    return lines
+            value = strip_parens(printer.aligned(update.inject, rank))
+            body.append(f'    "{state.name}": lead({value}, {rank}, like),')
+    body.append("}")
+    return _with_like(ir, _bind(exprs, _env_source), body)
 
 
 def _readouts_body(ir: ScanIR, printer: TorchPrinter) -> list[str]:
@@ -149,7 +160,7 @@ def _readouts_body(ir: ScanIR, printer: TorchPrinter) -> list[str]:
         if needs_like and "dtype" not in done:
             lines += _like_line(ir, "env")[:1]
             done.add("dtype")
-        lines.append(f'out["{readout.name}"] = {printer.doprint(readout.expr)}')
+        lines.append(f'out["{readout.name}"] = {strip_parens(printer.doprint(readout.expr))}')
     lines.append("return out")
     return lines
 
@@ -174,7 +185,8 @@ def _params(ir: ScanIR) -> list[dict]:
     for p in ir.params:
         shape = shape_source(p.shape, ir.heads if p.per_head else None)
         printer = TorchPrinter(ir, shape_code="shape")
-        out.append({"name": p.name, "shape": shape, "init": printer.doprint(p.init)})
+        out.append({"name": p.name, "shape": shape,
+                    "init": strip_parens(printer.doprint(p.init))})
     return out
 
 

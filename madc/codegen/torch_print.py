@@ -170,6 +170,20 @@ class SemiringSpelling:
         return self._sum.format(x=x, a=axis)
 
 
+def strip_parens(code: str) -> str:
+    """`(a + b)` -> `a + b` when the outer parentheses enclose the whole text (for function
+    arguments, where they are redundant)."""
+    if not (code.startswith("(") and code.endswith(")")):
+        return code
+    depth = 0
+    for i, ch in enumerate(code):
+        depth += ch == "("
+        depth -= ch == ")"
+        if depth == 0 and i < len(code) - 1:
+            return code
+    return code[1:-1]
+
+
 def pad_axes(code: str, rank: int, extra: int) -> str:
     """Insert `extra` new per-token axes in front of the `rank` per-token axes of `code`."""
     if extra <= 0:
@@ -213,8 +227,8 @@ class TorchPrinter:
         """`expr` printed as a tensor (constants wrapped with the working dtype/device)."""
         code = self.doprint(expr)
         if not self.lead.is_tensor(expr):
-            return f"torch.as_tensor({code}, dtype=dtype, device=device)"
-        return code
+            return f"torch.as_tensor({strip_parens(code)}, dtype=dtype, device=device)"
+        return strip_parens(code)
 
     def dim_code(self, item) -> str:
         """A dim (name, int, `Ref` of kind dim or `Num`) as source for an int."""
@@ -282,6 +296,9 @@ class TorchPrinter:
             return f"torch.clamp({x}, {lo}, {hi})"
         if fn == "stack":
             parts = ", ".join(self._aligned_tensor(a, rank - 1) for a in e.args)
+            same = len({(tuple(a.shape), self.lead.has_lead(a)) for a in e.args}) == 1
+            if same and all(self.lead.is_tensor(a) for a in e.args):
+                return f"torch.stack([{parts}], dim={e.axis})"
             return f"torch.stack(torch.broadcast_tensors({parts}), dim={e.axis})"
         if fn == "roll":
             shift = e.extra[0] if e.extra else e.args[1]
@@ -297,7 +314,7 @@ class TorchPrinter:
     def _aligned_tensor(self, expr, rank: int) -> str:
         if not self.lead.is_tensor(expr):
             return self.tensor(expr)
-        return self.aligned(expr, rank)
+        return strip_parens(self.aligned(expr, rank))
 
     def _random(self, e: Call) -> str:
         if self.shape_code is None:
