@@ -14,6 +14,11 @@ import sympy
 from madc import ast, ir, semiring
 from madc.sema_expr import fail
 
+#: Largest numeric exponent in a semiring definition, and largest definition (AST nodes):
+#: the algebra checker reasons about these expressions symbolically.
+MAX_EXPONENT = 64
+MAX_NODES = 40
+
 _UNARY = {"exp": sympy.exp, "log": sympy.log, "abs": sympy.Abs, "sqrt": sympy.sqrt,
           "log1p": lambda v: sympy.log(1 + v), "expm1": lambda v: sympy.exp(v) - 1}
 _BINARY = {"max": sympy.Max, "min": sympy.Min, "maximum": sympy.Max, "minimum": sympy.Min,
@@ -49,7 +54,11 @@ def to_sympy(e: ast.Expr, names: dict):
         if e.op not in ops:
             fail(e.span, "E0209", "a semiring definition is written in real arithmetic "
                  "(+ - * / ** and functions)")
-        return ops[e.op](to_sympy(e.x, names), to_sympy(e.y, names))
+        x, y = to_sympy(e.x, names), to_sympy(e.y, names)
+        # sympy evaluates numeric powers exactly: 10 ** 10 ** 10 would never finish.
+        if e.op == "pow" and y.is_number and (y.is_infinite or abs(y) > MAX_EXPONENT):
+            fail(e.y.span, "E0212", f"the exponent is too large (limit {MAX_EXPONENT})")
+        return ops[e.op](x, y)
     if isinstance(e, ast.Call):
         if e.keywords:
             fail(e.keywords[0].span, "E0305", f"`{e.fn}` takes no keyword arguments here")
@@ -62,6 +71,17 @@ def to_sympy(e: ast.Expr, names: dict):
              "semiring definition", "use + - * / **, exp, log, log1p, expm1, abs, sqrt, "
              "max(x, y), min(x, y), logaddexp(x, y)")
     fail(e.span, "E0209", "unsupported expression in a semiring definition")
+
+
+def _size(e) -> int:
+    """Number of AST nodes in a semiring-definition expression."""
+    if isinstance(e, ast.Neg):
+        return 1 + _size(e.x)
+    if isinstance(e, ast.BinOp):
+        return 1 + _size(e.x) + _size(e.y)
+    if isinstance(e, ast.Call):
+        return 1 + sum(_size(a) for a in e.args)
+    return 1
 
 
 def builtin_semiring(stmt: ast.SemiringBuiltin) -> ir.Semiring:
@@ -123,6 +143,9 @@ def defined_semiring(stmt: ast.SemiringDef, errors: list) -> ir.Semiring | None:
 
 def _item(item, found: dict):
     key = item.name.name
+    if _size(item.expr) > MAX_NODES:
+        fail(item.expr.span, "E0209", f"this definition is too large to check (more than "
+             f"{MAX_NODES} operations)")
     if key in found:
         fail(item.name.span, "E0202", f"`{key}` is defined twice in this semiring")
     if isinstance(item, ast.SemiringOp):
@@ -136,4 +159,7 @@ def _item(item, found: dict):
     if key not in ("zero", "one"):
         fail(item.name.span, "E0209", f"unknown semiring constant `{key}`",
              "a semiring defines add(x, y), mul(x, y), zero and one")
-    return to_sympy(item.expr, {})
+    value = to_sympy(item.expr, {})
+    if value.is_extended_real is not True:
+        fail(item.expr.span, "E0209", f"`{key}` must be a real constant or ±inf, got {value}")
+    return value

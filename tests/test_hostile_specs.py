@@ -150,3 +150,12 @@ def test_unicode_in_comments_and_semiring_operators_is_accepted():
     spec = load_spec(HEADER + "# comment: ünïcödé ∀ 💥\nstate h : [D]\nh = x ⊗ h ⊕ x\n"
                      "readout y = h\n")
     assert spec.updates[0].transition.structure == "diagonal"
+
+
+@pytest.mark.parametrize("const,code", [("10 ** 10 ** 10", "E0212"), ("2 ** 65", "E0212"),
+                                        ("1" + " + 1" * 60, "E0209"), ("2 ** inf", "E0212"),
+                                        ("1 / 0", "E0209"), ("log(-1)", "E0209")])
+def test_semiring_constants_that_would_not_finish_are_refused(const, code):
+    src = (f"scan t\nsemiring s {{\n add(x, y) = x + y\n mul(x, y) = x * y\n zero = {const}\n"
+           " one = 1\n}\n" + HEADER[7:] + FOOTER)
+    assert _refused(src) == [code]
