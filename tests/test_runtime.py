@@ -9,7 +9,9 @@ from codegen_util import REPO, load_zoo, make_inputs
 
 import madc
 import madc.runtime as rt
+from madc.codegen.package import class_name
 from madc.errors import CompileError
+from madc.frontend import load_spec
 
 
 @pytest.fixture(scope="module")
@@ -99,7 +101,10 @@ def test_state_and_cu_seqlens_errors(ssm):
 
 def test_backend_choice(ssm):
     with pytest.raises(ValueError, match="backend='triton': no Triton backend was emitted"):
-        rt.load(str(REPO / "ops" / "oscillatory_ssm.scan"), backend="triton")
+        cls = _compiled_class("oscillatory_ssm", ("reference", "chunked"))
+        cls(backend="triton")
+    with pytest.raises(ValueError, match=r"backend: expected one of \('auto', 'reference'\)"):
+        _compiled_class("oscillatory_ssm", ("reference",))(backend="chunked")
     with pytest.raises(ValueError, match="backend: expected one of"):
         rt.load(str(REPO / "ops" / "hgrn.scan"), backend="cuda")
     with pytest.raises(ValueError, match="unknown dim 'Q'; hgrn declares D"):
@@ -107,6 +112,14 @@ def test_backend_choice(ssm):
     auto = rt.load(str(REPO / "ops" / "hgrn.scan"), D=2)
     module, choice = auto._backend_module(torch.device("cpu"))
     assert choice == "chunked" and module.__name__.endswith(".chunked")
+
+
+def _compiled_class(name, backends):
+    """The module class of a package compiled with only `backends`."""
+    ir = load_spec(str(REPO / "ops" / f"{name}.scan"))
+    folder = rt.compile_to_cache(ir, backends=backends)
+    package = rt._import_package(folder, f"madc_test_{name}_{'_'.join(backends)}")
+    return getattr(package, class_name(ir.name))
 
 
 def test_refuted_closure_needs_promotion():

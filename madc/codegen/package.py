@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib
 import re
+import warnings
 from pathlib import Path
 
 from madc.codegen import chunked, reference
@@ -18,7 +19,8 @@ from madc.ir import ScanIR
 
 #: The Triton code generators, tried in this order: module name in `madc.codegen`, and the
 #: package module it emits (`triton_<kind>.py`).
-TRITON_GENERATORS = (("triton_attention", "triton_attention"), ("triton_vector", "triton_vector"))
+TRITON_GENERATORS = (("triton_attention", "triton_attention"), ("triton_vector", "triton_vector"),
+                     ("triton_structured", "triton_structured"))
 
 ALL_BACKENDS = ("reference", "chunked", "triton")
 
@@ -85,8 +87,13 @@ def emit_package(ir: ScanIR, backends=ALL_BACKENDS, dims: dict | None = None) ->
         found = triton_generator(ir)
         if found is not None:
             triton_module, emit = found
-            files[f"{triton_module}.py"] = emit(ir)
-            chosen.append("triton")
+            try:
+                files[f"{triton_module}.py"] = emit(ir)
+                chosen.append("triton")
+            except Exception as err:  # noqa: BLE001 - a generator bug must not block the rest
+                warnings.warn(f"{ir.name}: the {triton_module} generator failed ({err!r}); the "
+                              f"package has no Triton backend", RuntimeWarning, stacklevel=2)
+                triton_module = None
     files["__init__.py"] = render(
         "init.py.j2",
         header=top,
