@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import pprint
+import stat
 import sys
 from pathlib import Path
 
@@ -55,17 +56,23 @@ def read_source(path_or_source: str | os.PathLike, path: str | None = None) -> t
         return _check_text(text, where), where
     file = Path(path_or_source)
     where = path or str(path_or_source)
+    where = where if where.isprintable() else ascii(where)  # never print control bytes
+    shown = where if len(where) <= 200 else where[:200] + "..."
     try:
-        if file.is_dir():
-            _refuse("E0001", f"`{where}` is a directory, not a .scan file", where)
+        mode = file.stat().st_mode
+        if stat.S_ISDIR(mode):
+            _refuse("E0001", f"`{shown}` is a directory, not a .scan file", where)
+        if not stat.S_ISREG(mode):  # a FIFO or a device would block or never end
+            _refuse("E0001", f"`{shown}` is not a regular file", where)
         with open(file, "rb") as fh:
             data = fh.read(MAX_SOURCE_BYTES + 1)
     except CompileError:
         raise
     except FileNotFoundError:
-        _refuse("E0001", f"no such file: `{where}`", where)
-    except OSError as err:
-        _refuse("E0001", f"cannot read `{where}`: {err.strerror or err}", where)
+        _refuse("E0001", f"no such file: `{shown}`", where)
+    except (OSError, ValueError) as err:  # ValueError: a NUL byte in the path
+        reason = getattr(err, "strerror", None) or str(err)
+        _refuse("E0001", f"cannot read `{shown!r}`: {reason}", where)
     if len(data) > MAX_SOURCE_BYTES:
         _refuse("E0003", f"the spec is larger than {MAX_SOURCE_BYTES:,} bytes", where)
     try:

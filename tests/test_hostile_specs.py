@@ -3,6 +3,8 @@ traceback. Spec names, numbers and dims reach emitted Python only after these ch
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
 from madc.errors import CompileError
@@ -133,6 +135,11 @@ def test_bad_files(tmp_path):
     bom.write_bytes(b"\xef\xbb\xbf" + (HEADER + FOOTER).encode())
     assert load_spec(bom).name == "t"
     assert _refused(12345) == ["E0001"]
+    assert _refused("a\x00b.scan") == ["E0001"]
+    assert _refused("x" * 5000 + ".scan") == ["E0001"]
+    fifo = tmp_path / "pipe.scan"
+    os.mkfifo(fifo)
+    assert _refused(fifo) == ["E0001"]  # refused without blocking on the read
 
 
 @pytest.mark.parametrize("body", [
