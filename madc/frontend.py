@@ -72,7 +72,7 @@ def read_source(path_or_source: str | os.PathLike, path: str | None = None) -> t
         _refuse("E0001", f"no such file: `{shown}`", where)
     except (OSError, ValueError) as err:  # ValueError: a NUL byte in the path
         reason = getattr(err, "strerror", None) or str(err)
-        _refuse("E0001", f"cannot read `{shown!r}`: {reason}", where)
+        _refuse("E0001", f"cannot read `{shown}`: {reason}", where)
     if len(data) > MAX_SOURCE_BYTES:
         _refuse("E0003", f"the spec is larger than {MAX_SOURCE_BYTES:,} bytes", where)
     try:
