@@ -205,7 +205,7 @@ def _rel(got, want) -> float:
 
 
 def _check(name, oracle, tri, dims, B, T, cu=None, initial=True, seed=0, values="normal",
-           neginf=()):
+           neginf=(), **options):
     """Run both, compare outputs, final states and the gradient of a random projection."""
     ir = _PACKAGES[name][0]
     n_seq = B if cu is None else len(cu) - 1
@@ -213,7 +213,7 @@ def _check(name, oracle, tri, dims, B, T, cu=None, initial=True, seed=0, values=
     cu_t = None if cu is None else torch.tensor(cu)
     want_y, want_h = oracle(inputs, params, dims, states, cu_t)
     i32, p32, s32 = _fp32(inputs), _fp32(params), _fp32(states)
-    got_y, got_h = tri.scan(i32, p32, dims, s32, cu_t)
+    got_y, got_h = tri.scan(i32, p32, dims, s32, cu_t, **options)
     assert len(got_y) == len(want_y) and len(got_h) == len(want_h)
     for got, want in zip(tuple(got_y) + tuple(got_h), tuple(want_y) + tuple(want_h)):
         assert got.shape == want.shape and got.dtype == torch.float32
@@ -431,3 +431,11 @@ def test_non_one_hot_perm_is_an_error(tmp_path):
     inputs = {"u": torch.randn(1, 2, 3, 3), "x": torch.randn(1, 2, 3)}
     with pytest.raises(ValueError, match=r"perm\(P\): every column of P must hold exactly one"):
         mod.scan(inputs, {}, {}, None, None)
+
+
+@pytest.mark.parametrize("name", ["deltanet", "maxtimes_dense"])
+def test_row_blocks_accumulate_the_tile_gradient(name, tmp_root):
+    """One row per program: several programs add into one token's tile gradient."""
+    oracle, tri = _oracle(name, tmp_root)
+    dims = _dims(_PACKAGES[name][0])
+    _check(name, oracle, tri, dims, B=2, T=4, initial=True, seed=51, block_rows=1)
