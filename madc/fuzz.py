@@ -50,6 +50,7 @@ class Plan:
     state_dists: tuple
     chunk_sizes: tuple
     max_length: int
+    packed: bool = True  # draw cu_seqlens batches too
     notes: list = field(default_factory=list)
 
 
@@ -278,7 +279,7 @@ def case_strategy(plan: Plan, fixed_dims: dict):
         for name, values in plan.dim_choices:
             dims[name] = draw(st.sampled_from(values))
         chunk = draw(st.sampled_from(plan.chunk_sizes))
-        packed = draw(st.booleans())
+        packed = plan.packed and draw(st.booleans())
         if packed:
             seqs = draw(st.lists(st.integers(1, max(1, plan.max_length // 4)), min_size=1,
                                  max_size=4))
@@ -309,11 +310,12 @@ def case_strategy(plan: Plan, fixed_dims: dict):
 def fuzz(source: str, candidate: Candidate, *, examples: int = 50, seed: int = 0,
          dtypes: tuple | None = None, dims: dict | None = None, max_length: int = 300,
          out_dir: str | Path = "runs/fuzz", spec_path: str = "<source>",
-         shrink_seconds: float = 60.0, progress=None) -> Summary:
+         shrink_seconds: float = 60.0, packed: bool = True, progress=None) -> Summary:
     """Fuzz `candidate` against the float64 reference of the spec `source`.
 
     `dims` fixes dims (they are then not fuzzed; a `module_path` candidate never fuzzes dims);
-    `dtypes` restricts the dtypes (default: every dtype the candidate runs). A failure is
+    `dtypes` restricts the dtypes (default: every dtype the candidate runs); `packed=False`
+    leaves out `cu_seqlens` batches (for kernels without variable-length support). A failure is
     shrunk for at most `shrink_seconds` and written as a repro script to `out_dir`. Returns
     the `Summary` (also written to `out_dir/summary.json`). Raises CompileError for a bad spec
     and FuzzSetupError when the candidate cannot run.
@@ -328,7 +330,10 @@ def fuzz(source: str, candidate: Candidate, *, examples: int = 50, seed: int = 0
     plan = build_plan(source, candidate, dtypes=tuple(dtypes or DTYPES),
                       explicit_dtypes=dtypes is not None, fixed_dims=fixed,
                       fuzz_dims=not candidate.module_path, max_length=max_length, cache=cache)
+    plan.packed = packed
     summary = Summary(spec=spec_path, candidate=candidate.label(), notes=list(plan.notes))
+    if not packed:
+        summary.notes.append("cu_seqlens batches left out (--no-cu-seqlens)")
     strategy = case_strategy(plan, fixed)
     memo: dict = {}
 
@@ -409,6 +414,8 @@ def add_fuzz_arguments(parser: argparse.ArgumentParser) -> None:
                         help="fix a dim (repeatable); other dims are fuzzed")
     parser.add_argument("--max-length", type=int, default=300, metavar="T",
                         help="longest sequence drawn")
+    parser.add_argument("--no-cu-seqlens", action="store_true",
+                        help="leave out packed (cu_seqlens) batches")
     parser.add_argument("--shrink-seconds", type=float, default=60.0, metavar="S")
     parser.add_argument("--out", default="runs/fuzz", metavar="DIR",
                         help="where repro scripts and summary.json go")
@@ -475,7 +482,8 @@ def main_fuzz(args: argparse.Namespace) -> int:
         summary = fuzz(source, candidate, examples=args.examples, seed=args.seed,
                        dtypes=tuple(args.dtype) if args.dtype else None, dims=dims,
                        max_length=args.max_length, out_dir=args.out, spec_path=args.file,
-                       shrink_seconds=args.shrink_seconds, progress=progress)
+                       shrink_seconds=args.shrink_seconds, packed=not args.no_cu_seqlens,
+                       progress=progress)
     except CompileError as exc:
         print(exc.render(), file=err)
         return 2

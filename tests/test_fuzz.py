@@ -6,6 +6,7 @@ accepted spec in ops/ on the chunked backend (and the Triton backend under TRITO
 from __future__ import annotations
 
 import math
+import os
 from pathlib import Path
 
 import pytest
@@ -172,3 +173,43 @@ def test_cli_usage_errors_exit_2(tmp_path, capsys):
     assert main_fuzz(_args([str(bad)])) == 2
     err = capsys.readouterr().err
     assert "bad.scan:" in err and "Traceback" not in err
+
+
+# --------------------------------------------------------------------------- fuzz runs
+
+ACCEPTED = sorted(p.stem for p in OPS.glob("*.scan") if p.stem not in REFUTED)
+
+
+def _fuzz(argv, capsys):
+    rc = main_fuzz(_args(argv))
+    captured = capsys.readouterr()
+    return rc, captured.out + captured.err
+
+
+@pytest.mark.parametrize("spec", ACCEPTED)
+def test_fuzz_chunked_ci_sized(spec, tmp_path, capsys):
+    rc, printed = _fuzz([str(OPS / f"{spec}.scan"), "--backend", "chunked", "--device", "cpu",
+                         "--examples", "8", "--max-length", "48", "--seed", "0",
+                         "--shrink-seconds", "20", "--out", str(tmp_path)], capsys)
+    assert rc == 0, printed
+    assert "8 examples" in printed and "0 failures" in printed
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("spec", ACCEPTED)
+def test_fuzz_chunked_50_examples(spec, tmp_path, capsys):
+    rc, printed = _fuzz([str(OPS / f"{spec}.scan"), "--backend", "chunked", "--device", "cpu",
+                         "--examples", "50", "--seed", "1", "--out", str(tmp_path)], capsys)
+    assert rc == 0, printed
+
+
+@pytest.mark.parametrize("spec", ["hgrn", "gla"])
+def test_fuzz_triton_interpreted(spec, tmp_path, capsys):
+    if os.environ.get("TRITON_INTERPRET") != "1" and not torch.cuda.is_available():
+        pytest.skip("Triton needs CUDA or TRITON_INTERPRET=1")
+    rc, printed = _fuzz([str(OPS / f"{spec}.scan"), "--backend", "triton", "--device", "cpu",
+                         "--examples", "4", "--max-length", "24", "--seed", "0",
+                         "--shrink-seconds", "20", "--out", str(tmp_path)], capsys)
+    if rc == 2 and "unavailable" in printed:
+        pytest.skip(printed.strip().splitlines()[-1])
+    assert rc == 0, printed
