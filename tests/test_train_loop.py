@@ -103,3 +103,14 @@ def test_cli_user_mistakes_are_one_line_errors(tmp_path, capsys, argv, message):
     code = train_cli([a.format(spec=spec) for a in argv])
     err = capsys.readouterr().err
     assert code == 2 and message in err and "Traceback" not in err
+
+
+def test_divergence_stops_with_a_clear_error(tmp_path):
+    from madc.train.loop import TrainingDiverged
+
+    class Exploding(FakeScan):
+        def forward(self, x, a):
+            return FakeScan.forward(self, x, a) * float("inf")
+
+    with pytest.raises(TrainingDiverged, match="loss is nan at step 1"):
+        train(lambda: Exploding(8), _task(), MODEL, _cfg(), tmp_path)

@@ -112,3 +112,25 @@ def test_model_around_zoo_specs_trains(spec):
     assert [n.split(".")[-1] for n, _ in op_params] == [n for n, _ in op.named_parameters()]
     missing = [n for n, p in model.named_parameters() if p.grad is None]
     assert not missing, missing
+
+
+def test_input_activations_bound_operator_inputs():
+    op = FakeScan(d=4)
+    seen = {}
+
+    def spy(x, a):
+        seen["a"] = a
+        return FakeScan.forward(op, x, a)
+
+    op.forward = spy
+    layer = ScanLayer(8, op, input_acts={"a": "logsigmoid/16"})
+    layer(torch.randn(3, 5, 8) * 10)
+    assert (seen["a"] <= 0).all() and (seen["a"] >= -10 / 16 - 1).all()
+    from madc.train.model import ModelError
+
+    with pytest.raises(ModelError, match="the operator's inputs are x, a"):
+        ScanLayer(8, FakeScan(d=4), input_acts={"g": "sigmoid"})
+    with pytest.raises(ModelError, match="is not one of"):
+        ModelConfig(input_acts={"a": "cube"})
+    with pytest.raises(ModelError, match="not a number"):
+        ModelConfig(input_acts={"a": "sigmoid/x"})

@@ -12,6 +12,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from madc.train.model import ModelError
 from madc.train.tasks import TaskError, make_task, task_names
 
 
@@ -36,6 +37,10 @@ def _add_common(p: argparse.ArgumentParser) -> None:
     g.add_argument("--mlp-ratio", type=int, default=4, help="0 drops the MLP")
     g.add_argument("--no-gate", action="store_true", help="drop the sigmoid output gate")
     g.add_argument("--scan-dtype", default="float32", choices=["float32", "bfloat16", "float16"])
+    g.add_argument("--input-act", action="append", default=[], metavar="INPUT=ACT[/DIV]",
+                   help="activation between the projection and an operator input, e.g. "
+                   "g=logsigmoid/16 (acts: logsigmoid sigmoid softplus neg_softplus silu tanh "
+                   "relu elu1 l2norm)")
     g = p.add_argument_group("optimisation")
     g.add_argument("--lr", type=float, default=3e-3)
     g.add_argument("--batch-size", type=int, default=32, help="global batch (all ranks)")
@@ -103,7 +108,8 @@ def build_configs(args: argparse.Namespace):
     try:
         model = ModelConfig(width=args.width, layers=args.layers, mlp_ratio=args.mlp_ratio,
                             gate=not args.no_gate, scan_dtype=args.scan_dtype,
-                            backend=args.backend, dims=dims)
+                            backend=args.backend, dims=dims,
+                            input_acts=_pairs(args.input_act, "--input-act"))
     except ValueError as e:
         raise UsageError(str(e)) from e
     train = TrainConfig(steps=args.steps, batch_size=args.batch_size, lr=args.lr,
@@ -136,21 +142,24 @@ def format_summary(summary: dict) -> str:
 
 def main_train(args: argparse.Namespace) -> int:
     """`madc train`: returns 0 on success, 2 on a usage error."""
-    from madc.train.loop import train
+    from madc.train.loop import TrainingDiverged, train
 
     try:
         _check_spec(args.file)
         task, model_cfg, cfg = build_configs(args)
-    except (UsageError, TaskError) as e:
+    except (UsageError, TaskError, ModelError) as e:
         print(f"madc train: error: {e}", file=sys.stderr)
         return 2
     out = args.out or f"runs/train/{Path(args.file).stem}_{args.task}"
     try:
         summary = train(args.file, task, model_cfg, cfg, out, resume=args.resume,
                         spec_name=Path(args.file).name)
-    except (UsageError, TaskError) as e:
+    except (UsageError, TaskError, ModelError) as e:
         print(f"madc train: error: {e}", file=sys.stderr)
         return 2
+    except TrainingDiverged as e:
+        print(f"madc train: diverged: {e}", file=sys.stderr)
+        return 1
     if _is_main_rank():
         print(format_summary(summary))
     return 0
@@ -164,7 +173,7 @@ def main_sweep(args: argparse.Namespace) -> int:
         for f in args.files:
             _check_spec(f)
         task, model_cfg, cfg = build_configs(args)
-    except (UsageError, TaskError) as e:
+    except (UsageError, TaskError, ModelError) as e:
         print(f"madc sweep: error: {e}", file=sys.stderr)
         return 2
     out = args.out or f"runs/sweep/{args.task}"

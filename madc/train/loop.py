@@ -62,6 +62,10 @@ class TrainConfig:
         return self.warmup if self.warmup is not None else max(1, self.steps // 20)
 
 
+class TrainingDiverged(RuntimeError):
+    """The training loss became NaN or infinite."""
+
+
 @dataclass
 class Dist:
     """This process's place in a (possibly single-process) data-parallel run."""
@@ -261,6 +265,12 @@ def train(spec_or_factory, task: Task, model_cfg: ModelConfig, cfg: TrainConfig,
                "acc": n_correct / max(n_global, 1), "lr": lr, "grad_norm": grad_norm,
                "tokens_per_s": window[0] / max(window[1], 1e-9)}
         log["train"].append(row)
+        if not math.isfinite(row["loss"]):
+            bar.close()
+            raise TrainingDiverged(
+                f"the training loss is {row['loss']} at step {step}; lower --lr, or bound an "
+                "operator input that the spec exponentiates (e.g. --input-act g=logsigmoid/16 "
+                "for a log-space decay)")
         if step % cfg.log_every == 0 or step == cfg.steps:
             bar.set_postfix(loss=f"{row['loss']:.3f}", acc=f"{row['acc']:.3f}",
                             tok_s=f"{row['tokens_per_s']:.0f}")

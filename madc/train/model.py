@@ -22,6 +22,33 @@ from torch import nn
 
 _DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
+#: Activations that can be put between a projection and an operator input (`--input-act`).
+#: Some specs expect a bounded input: GLA's `g` is a log-decay, fed `logsigmoid/16` in fla.
+INPUT_ACTS = {
+    "logsigmoid": F.logsigmoid, "sigmoid": torch.sigmoid, "softplus": F.softplus,
+    "neg_softplus": lambda x: -F.softplus(x), "silu": F.silu, "tanh": torch.tanh,
+    "relu": torch.relu, "elu1": lambda x: F.elu(x) + 1, "l2norm": lambda x: F.normalize(x, dim=-1),
+}
+
+
+class ModelError(ValueError):
+    """A model setting the user got wrong (reported without a traceback)."""
+
+
+def parse_input_act(text: str) -> tuple[str, float]:
+    """`"logsigmoid/16"` -> ("logsigmoid", 16.0): an activation, optionally divided by a
+    number. Raises ModelError naming the valid activations."""
+    name, _, div = text.partition("/")
+    if name not in INPUT_ACTS:
+        raise ModelError(f"input activation {name!r} is not one of {', '.join(INPUT_ACTS)}")
+    try:
+        scale = float(div) if div else 1.0
+    except ValueError as e:
+        raise ModelError(f"input activation {text!r}: {div!r} is not a number") from e
+    if scale == 0:
+        raise ModelError(f"input activation {text!r}: cannot divide by 0")
+    return name, scale
+
 
 @dataclass(frozen=True)
 class ModelConfig:
@@ -35,14 +62,17 @@ class ModelConfig:
     scan_dtype: str = "float32"
     backend: str = "auto"
     dims: dict = field(default_factory=dict)
+    input_acts: dict = field(default_factory=dict)
 
     def __post_init__(self):
+        for act in self.input_acts.values():
+            parse_input_act(act)
         if self.width < 1 or self.layers < 1 or self.mlp_ratio < 0:
-            raise ValueError("model: width and layers must be >= 1 and mlp_ratio >= 0, got "
+            raise ModelError("model: width and layers must be >= 1 and mlp_ratio >= 0, got "
                              f"width={self.width}, layers={self.layers}, "
                              f"mlp_ratio={self.mlp_ratio}")
         if self.scan_dtype not in _DTYPES:
-            raise ValueError(f"model: scan_dtype must be one of {list(_DTYPES)}, "
+            raise ModelError(f"model: scan_dtype must be one of {list(_DTYPES)}, "
                              f"got {self.scan_dtype!r}")
 
     def to_dict(self) -> dict:
@@ -59,9 +89,14 @@ class ScanLayer(nn.Module):
     `inputs`/`heads`/`outputs` (see module docstring)."""
 
     def __init__(self, width: int, operator: nn.Module, scan_dtype: torch.dtype = torch.float32,
-                 device: torch.device | str | None = None):
+                 device: torch.device | str | None = None, input_acts: dict | None = None):
         super().__init__()
         self.op = operator
+        unknown = set(input_acts or {}) - set(operator.inputs)
+        if unknown:
+            raise ModelError(f"input activation for {', '.join(sorted(unknown))}: the operator's "
+                             f"inputs are {', '.join(operator.inputs)}")
+        self.acts = {k: parse_input_act(v) for k, v in (input_acts or {}).items()}
         self.heads = operator.heads
         self.scan_dtype = scan_dtype
         lead = () if self.heads is None else (int(self.heads),)
@@ -76,8 +111,13 @@ class ScanLayer(nn.Module):
     def _operator_inputs(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         b, t = x.shape[:2]
         parts = self.in_proj(x).to(self.scan_dtype).split(self.splits, dim=-1)
-        return {name: p.reshape(b, t, *shape).contiguous()
-                for (name, shape), p in zip(self.in_shapes.items(), parts)}
+        out = {}
+        for (name, shape), p in zip(self.in_shapes.items(), parts):
+            if name in self.acts:
+                act, scale = self.acts[name]
+                p = INPUT_ACTS[act](p) / scale
+            out[name] = p.reshape(b, t, *shape).contiguous()
+        return out
 
     @torch.no_grad()
     def _probe_output_size(self, device) -> int:
@@ -107,7 +147,7 @@ class Block(nn.Module):
     def __init__(self, width: int, operator: nn.Module, cfg: ModelConfig, device=None):
         super().__init__()
         self.norm1 = nn.RMSNorm(width, device=device)
-        self.scan = ScanLayer(width, operator, _DTYPES[cfg.scan_dtype], device)
+        self.scan = ScanLayer(width, operator, _DTYPES[cfg.scan_dtype], device, cfg.input_acts)
         self.gate = nn.Linear(width, width, device=device) if cfg.gate else None
         self.mlp = None
         if cfg.mlp_ratio > 0:

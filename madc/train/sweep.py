@@ -6,8 +6,9 @@ import json
 import sys
 from pathlib import Path
 
+from madc.train.cli import format_summary
 from madc.train.loop import TrainConfig, train
-from madc.train.model import ModelConfig
+from madc.train.model import ModelConfig, ModelError
 from madc.train.tasks import Task
 
 
@@ -48,10 +49,20 @@ def sweep(specs: list[str], task: Task, model_cfg: ModelConfig, cfg: TrainConfig
         print(f"== {name} ({spec})", flush=True)
         try:
             summary = train(spec, task, model_cfg, cfg, out / name, spec_name=Path(spec).name)
+        except ModelError as e:
+            print(f"madc sweep: {name}: error: {e}", file=sys.stderr)
+            results.append({"name": name, "spec": spec, "error": str(e)})
+            continue
         except CompileError as e:
             print(e.render(), file=sys.stderr)
             results.append({"name": name, "spec": spec, "error": e.render().splitlines()[0]})
             continue
+        except Exception as e:  # noqa: BLE001 - one broken operator must not end the sweep
+            message = f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
+            print(f"madc sweep: {name} failed: {message}", file=sys.stderr)
+            results.append({"name": name, "spec": spec, "error": message})
+            continue
+        print(format_summary(summary), flush=True)
         results.append({"name": name, **summary, "error": None})
         logs[name] = json.loads((out / name / "metrics.json").read_text())
     table = leaderboard(results)
