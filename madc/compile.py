@@ -37,9 +37,9 @@ def compile_spec(path_or_source, out_dir, dims: dict | None = None, backends=("a
         CompileError: a malformed spec or a refuted algebra check.
         ValueError: an unknown dim or backend.
     """
-    from madc.codegen.package import ALL_BACKENDS, emit_package, write_package
+    from madc.codegen.package import ALL_BACKENDS, write_package
     from madc.frontend import load_spec
-    from madc.runtime import check_algebra
+    from madc.runtime import check_algebra, emit_or_refuse
 
     backends = tuple(backends)
     for b in backends:
@@ -54,7 +54,7 @@ def compile_spec(path_or_source, out_dir, dims: dict | None = None, backends=("a
             raise ValueError(f"unknown dim {name!r}; {ir.name} declares "
                              f"{', '.join(known) or 'no dims'}")
     check_algebra(ir, allow_promotion)
-    files = emit_package(ir, backends=chosen, dims=dims)
+    files = emit_or_refuse(ir, backends=chosen, dims=dims)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     target = out_dir / ir.name

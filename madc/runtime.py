@@ -86,16 +86,27 @@ def _import_package(package_dir: Path, unique: str):
     return module
 
 
+def emit_or_refuse(ir, **options) -> dict:
+    """`emit_package(ir, **options)`, with a code-generation refusal (a construct the torch
+    printers cannot lower) reported as a `CompileError` (code E0902), not a traceback."""
+    from madc.codegen.package import emit_package
+    from madc.codegen.torch_print import CodegenError
+
+    try:
+        return emit_package(ir, **options)
+    except CodegenError as err:
+        raise CompileError([Diagnostic(None, "E0902", f"cannot generate code: {err}")],
+                           ir.source, ir.path) from None
+
+
 def compile_to_cache(ir, backends=("reference", "chunked", "triton")) -> Path:
     """The emitted package of `ir` in the cache (compiled now if not cached yet)."""
-    from madc.codegen.package import emit_package
-
     options = {"backends": sorted(backends)}
     key = cache.cache_key(ir.source, ir.path, options)
     found = cache.lookup(ir.name, key)
     if found is not None:
         return found
-    return cache.store(ir.name, key, emit_package(ir, backends=backends))
+    return cache.store(ir.name, key, emit_or_refuse(ir, backends=backends))
 
 
 def load_package(path_or_source, *, allow_promotion: bool = False):

@@ -204,3 +204,36 @@ def test_user_semiring_through_load():
     builtin = load_zoo("tropical_ssm", D=3)
     inp = make_inputs(builtin, 2, 5)
     assert rel_err(user(**inp), builtin(**inp)) == 0.0
+
+
+_CUBE = """scan cube
+dims D = 3
+semiring cube over nonneg {
+  add(x, y) = (x ** 3 + y ** 3) ** (1/3)
+  mul(x, y) = x * y
+  zero = 0
+  one = 1
+}
+input x : [D]
+input g : [D]
+let a = sigmoid(g)
+let b = exp(x)
+state h : [D]
+h = a * h + b
+readout y = sum(h, axis=0)
+"""
+
+
+@pytest.mark.parametrize("backend", ["reference", "chunked"])
+def test_generic_semiring_from_its_sympy_definition(backend):
+    """A semiring that matches no known fact is printed from its sympy add/mul, with the
+    (+)-reduction as a fold."""
+    module = rt.load(_CUBE, backend=backend, chunk_size=3).double()
+    inp = make_inputs(module, 2, 7)
+    a, b = torch.sigmoid(inp["g"]), torch.exp(inp["x"])
+    h = torch.zeros(2, 3, dtype=torch.float64)
+    ys = []
+    for t in range(7):
+        h = ((a[:, t] * h) ** 3 + b[:, t] ** 3) ** (1 / 3)
+        ys.append((h ** 3).sum(-1) ** (1 / 3))
+    assert rel_err(module(**inp), torch.stack(ys, 1)) <= 1e-12

@@ -146,3 +146,18 @@ def test_chunk_size_option(ssm):
     torch.testing.assert_close(module.double()(**x), ssm.double()(**x), rtol=1e-12,
                                atol=1e-12)
     ssm.float()
+
+
+def test_codegen_refusal_is_a_compile_error():
+    """IR the torch printers cannot lower (identity - outer outside the real semiring) is
+    reported as a CompileError with code E0902, never a traceback."""
+    import dataclasses
+
+    from madc import semiring
+
+    ir = load_spec(str(REPO / "ops" / "deltanet.scan"))
+    bad = dataclasses.replace(ir, semiring=semiring.builtin("log"))
+    with pytest.raises(CompileError) as err:
+        rt.emit_or_refuse(bad)
+    assert err.value.codes() == ["E0902"]
+    assert "needs the real semiring" in err.value.render()
