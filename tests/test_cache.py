@@ -70,7 +70,7 @@ def test_two_processes_compile_at_once(tmp_path):
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
              for _ in range(2)]
     results = [p.communicate(timeout=180) for p in procs]
-    for proc, (out, err) in zip(procs, results):
+    for proc, (_, err) in zip(procs, results):
         assert proc.returncode == 0, err
     paths = {out.strip() for out, _ in results}
     assert len(paths) == 1
