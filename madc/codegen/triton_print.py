@@ -179,3 +179,126 @@ def constant(value: sympy.Expr) -> float:
     if value is -sympy.oo:
         return float("-inf")
     return float(value)
+
+
+# IR -> Triton tiles, for the fused forward kernel. A value of per-token shape (s1..sk) is a
+# tile [BT or 1, e1..ek]: BT rows of time (1 for static values), the channel dim as the
+# program's block BC, other dims padded to a power of two (masked in reductions and stores).
+
+_TILE_UNARY = {
+    "exp": "tl.exp({})", "log": "tl.log({})", "sigmoid": "tl.sigmoid({})",
+    "tanh": "(2.0 * tl.sigmoid(2.0 * {0}) - 1.0)", "relu": "tl.maximum({}, 0.0)",
+    "silu": "({0} * tl.sigmoid({0}))", "sqrt": "tl.sqrt({})", "abs": "tl.abs({})",
+    "neg": "(-{})", "softplus": "_softplus({})",
+}
+_TILE_REDUCE = {"sum": ("tl.sum", "0.0"), "amax": ("tl.max", "-INF"),
+                "amin": ("tl.min", "INF")}
+
+
+class TilePrinter:
+    """Print real and semiring IR expressions as Triton tile code for the fused kernel.
+
+    `names` maps a Ref name to its tile variable; `channel` is the dim the program blocks;
+    `mask(dim, rank, axis)` returns the code of a validity mask of `dim` placed on tile axis
+    `axis` of a rank-`rank` tile. Anything outside the supported subset raises PrintError
+    (the backend then runs the unfused path)."""
+
+    def __init__(self, semiring: Semiring, names: dict, channel: str, mask):
+        self.semiring = semiring
+        self.names = names
+        self.channel = channel
+        self.mask = mask
+
+    def __call__(self, node) -> str:
+        method = getattr(self, "_print_" + type(node).__name__, None)
+        if method is None:
+            raise PrintError(f"no Triton tile spelling for {type(node).__name__}")
+        for d in node.shape:
+            if not isinstance(d, str) and d != 1:
+                raise PrintError("literal-size axes are not fused")
+        return method(node)
+
+    def _op(self, child, rank: int) -> str:
+        code = self(child)
+        k = len(child.shape)
+        if k == rank or type(child).__name__ == "Num":
+            return code
+        return f"{code}[{', '.join([':'] + ['None'] * (rank - k) + [':'] * k)}]"
+
+    def _print_Ref(self, n):
+        if n.name not in self.names:
+            raise PrintError(f"{n.kind} {n.name!r} is not available in the fused kernel")
+        return self.names[n.name]
+
+    def _print_Num(self, n):
+        v = float(n.value)
+        return ("INF" if v > 0 else "(-INF)") if v in (float("inf"), float("-inf")) else repr(v)
+
+    def _print_Unary(self, n):
+        return f"(-{self(n.x)})"
+
+    def _print_Binary(self, n):
+        r = len(n.shape)
+        if n.op == "pow":
+            if type(n.y).__name__ != "Num":
+                raise PrintError("only constant powers are fused")
+            x, e = self(n.x), float(n.y.value)
+            return {2.0: f"({x} * {x})", 0.5: f"tl.sqrt({x})", -1.0: f"(1.0 / {x})",
+                    1.0: x}.get(e) or f"tl.exp({e!r} * tl.log({x}))"
+        if n.op == "matmul":
+            raise PrintError("real matmul is not fused")
+        sym = {"add": "+", "sub": "-", "mul": "*", "div": "/"}[n.op]
+        return f"({self._op(n.x, r)} {sym} {self._op(n.y, r)})"
+
+    def _print_Call(self, n):
+        r = len(n.shape)
+        if n.fn in _TILE_UNARY:
+            return _TILE_UNARY[n.fn].format(self(n.args[0]))
+        if n.fn in ("maximum", "minimum"):
+            return f"tl.{n.fn}({self._op(n.args[0], r)}, {self._op(n.args[1], r)})"
+        if n.fn == "clamp":
+            x, lo, hi = (self._op(a, r) for a in n.args)
+            return f"tl.minimum(tl.maximum({x}, {lo}), {hi})"
+        if n.fn in _TILE_REDUCE or n.fn == "mean":
+            fn, pad = _TILE_REDUCE.get(n.fn, ("tl.sum", "0.0"))
+            out = self._reduce(n.args[0], n.axis, fn, pad)
+            if n.fn == "mean":
+                out = f"({out} / {self.names['#size:' + n.args[0].shape[n.axis]]})"
+            return out
+        raise PrintError(f"the builtin {n.fn!r} is not fused")
+
+    def _reduce(self, x, axis: int, fn: str, pad: str) -> str:
+        k = len(x.shape)
+        dim = x.shape[axis]
+        if dim == self.channel:
+            raise PrintError("a reduction over the channel dim is not fused")
+        ax = 1 + k + axis
+        if dim == 1:
+            return f"{fn}({self(x)}, {ax})"
+        return f"{fn}(tl.where({self.mask(dim, k + 1, ax)}, {self(x)}, {pad}), {ax})"
+
+    def _print_Index(self, n):
+        items = [":"] + [":" if i == "slice" else "None" if i == "newaxis" else "#" for i in
+                         n.items]
+        if "#" in items:
+            raise PrintError("integer indexing is not fused")
+        return f"{self(n.x)}[{', '.join(items)}]"
+
+    def _print_SAdd(self, n):
+        r = len(n.shape)
+        return semiring_op(self.semiring, "add", self._op(n.x, r), self._op(n.y, r), TRITON)
+
+    def _print_SMul(self, n):
+        r = len(n.shape)
+        return semiring_op(self.semiring, "mul", self._op(n.x, r), self._op(n.y, r), TRITON)
+
+    def _print_SSum(self, n):
+        facts = self.semiring.facts
+        for fact, fn in (("add_is_plus", "tl.sum"), ("add_is_max", "tl.max"),
+                         ("add_is_min", "tl.min")):
+            if fact in facts:
+                zero = constant(self.semiring.zero)
+                pad = "INF" if zero == float("inf") else "(-INF)" if zero == float(
+                    "-inf") else repr(zero)
+                return self._reduce(n.x, n.axis, fn, pad)
+        raise PrintError("this semiring's (+)-reduction is not fused")

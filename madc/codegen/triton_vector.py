@@ -258,6 +258,7 @@ def _context(ir: ScanIR) -> dict:
         "torch_sum": _reduction(ir),
         "log_lowering": "add_is_logaddexp" in facts and "mul_is_plus" in facts,
         "adj": _adjoint_code(ir),
+        "fused": _fused_context(ir),
     }
 
 
@@ -283,3 +284,124 @@ def emit(ir: ScanIR) -> str:
     from madc import __version__
 
     return _template().render(version=__version__, **_context(ir))
+
+
+def _dims_of(node, acc: set) -> set:
+    for d in getattr(node, "shape", ()):
+        acc.add(d)
+    for child in getattr(node, "args", ()) or ():
+        if not isinstance(child, (int, str)):
+            _dims_of(child, acc)
+    for f in ("x", "y"):
+        if hasattr(node, f):
+            _dims_of(getattr(node, f), acc)
+    return acc
+
+
+def _fused_context(ir: ScanIR) -> dict | None:
+    """The fused forward kernel's code pieces, or None when the spec is outside its subset
+    (one state of rank 1-2 over distinct named dims, no heads, elementwise prologue/readout
+    with reductions only over non-channel dims): the unfused path then runs."""
+    if len(ir.states) != 1 or ir.heads or ir.params and any(p.per_head for p in ir.params):
+        return None
+    shape = ir.states[0].shape
+    if not 1 <= len(shape) <= 2 or len(set(shape)) != len(shape) or not all(
+            isinstance(d, str) for d in shape):
+        return None
+    used = set()
+    for node in ([i for i in ir.inputs] + [p for p in ir.params]):
+        used |= set(node.shape)
+    for e in ([let.expr for let in ir.lets] + [r.expr for r in ir.readouts]
+              + [o.expr for o in ir.outputs]):
+        _dims_of(e, used)
+    if not used <= set(shape) | {1}:
+        return None
+    for channel in shape:
+        try:
+            return _fused_for(ir, shape, channel)
+        except PrintError:
+            continue
+    return None
+
+
+def _place(vec: str, rank: int, axis: int) -> str:
+    """`vec` ([n]) indexed onto axis `axis` of a rank-`rank` tile."""
+    return f"{vec}[{', '.join(':' if i == axis else 'None' for i in range(rank))}]"
+
+
+def _load(ptr: str, shape: tuple, varying: bool, other: str = "0.0") -> str:
+    """A masked load of a contiguous [rows, *shape] tensor as a [BT or 1, *shape] tile."""
+    rank = 1 + len(shape)
+    size = " * ".join(f"n_{d}" for d in shape) or "1"
+    offs = [f"{_place('o_t', rank, 0)} * ({size})"] if varying else []
+    masks = [_place("m_t", rank, 0)] if varying else []
+    for j, d in enumerate(shape):
+        stride = " * ".join(f"n_{e}" for e in shape[j + 1:]) or "1"
+        offs.append(f"{_place(f'o_{d}', rank, j + 1)} * ({stride})")
+        masks.append(_place(f"m_{d}", rank, j + 1))
+    mask = " & ".join(masks) if masks else "None"
+    return f"tl.load({ptr} + {' + '.join(offs) or '0'}, mask={mask}, other={other})"
+
+
+def _fused_for(ir: ScanIR, shape: tuple, channel: str) -> dict:
+    from madc.codegen.triton_print import TilePrinter
+
+    names = {i.name: f"v_{i.name}" for i in ir.inputs}
+    names.update({p.name: f"s_{p.name}" for p in ir.params})
+    names[ir.states[0].name] = "b_y"
+    rank = 1 + len(shape)
+    tp = TilePrinter(ir.semiring, names, channel,
+                     lambda d, r, ax: _place(f"m_{d}", r, ax))
+    static, chunk = [], []
+    for p in ir.params:
+        static.append(f"s_{p.name} = {_load('p_' + p.name, p.shape, False)}.to(CDT)")
+    for i in ir.inputs:
+        chunk.append(f"v_{i.name} = {_load('p_' + i.name, i.shape, True)}.to(CDT)")
+    for let in ir.lets:
+        var = ("v_" if let.expr.varying else "s_") + let.name
+        code = f"{var} = {tp(let.expr)}"
+        names[let.name] = var
+        (chunk if let.expr.varying else static).append(code)
+    update = ir.updates[0]
+    full = "(BT, " + ", ".join("BC" if d == channel else f"P_{d}" for d in shape) + ")"
+    tr = update.transition
+    coeff = "ONE" if tr.coeff is None else tp._op(tr.coeff, len(shape))
+    inject = "ZERO" if update.inject is None else tp._op(update.inject, len(shape))
+    chunk.append(f"b_a = tl.broadcast_to(({coeff}) + tl.zeros({full}, CDT), {full})")
+    chunk.append(f"b_b = tl.broadcast_to(({inject}) + tl.zeros({full}, CDT), {full})")
+    post, stores = [], []
+    for r in ir.readouts:
+        names[r.name] = f"v_r_{r.name}"
+        post.append(f"v_r_{r.name} = {tp(r.expr)}")
+    for o in ir.outputs:
+        post.append(f"v_o_{o.name} = {tp(o.expr)}")
+        offs = _load("p_out_" + o.name, o.expr.shape, True).replace("tl.load(", "(")
+        ptr, _, mask = offs[1:-1].rpartition(", other=")[0].rpartition(", mask=")
+        stores.append(f"tl.store({ptr}, v_o_{o.name}.to(p_out_{o.name}.dtype.element_ty), "
+                      f"mask={mask})")
+    h0 = _state_load(shape)
+    dims = list(shape)
+    return {
+        "channel": channel, "dims": dims, "pads": [d for d in dims if d != channel],
+        "rank": rank, "static": static, "chunk": chunk, "post": post, "stores": stores,
+        "inputs": [i.name for i in ir.inputs], "params": [p.name for p in ir.params],
+        "outputs": [(o.name, [d if isinstance(d, int) else f"dims[{d!r}]" for d in o.expr.shape])
+                    for o in ir.outputs],
+        "h0_load": h0, "lead": "[None, " + ", ".join([":"] * len(shape)) + "]",
+        "first": _place("(o_t == t0)", rank, 0), "last": _place("(o_t == tl.minimum(t0 + BT, eos) - 1)", rank, 0),
+        "state_mask": " & ".join(_place(f"m_{d}", len(shape), j) for j, d in
+                                 enumerate(shape)),
+        "state_offs": _state_offs(shape),
+    }
+
+
+def _state_offs(shape: tuple) -> str:
+    r = len(shape)
+    return " + ".join(f"{_place(f'o_{d}', r, j)} * ("
+                      f"{' * '.join(f'n_{e}' for e in shape[j + 1:]) or '1'})"
+                      for j, d in enumerate(shape))
+
+
+def _state_load(shape: tuple) -> str:
+    mask = " & ".join(_place(f"m_{d}", len(shape), j) for j, d in enumerate(shape))
+    return f"tl.load(p_h0 + i_n * STATE + {_state_offs(shape)}, mask={mask}, other=0.0)"
