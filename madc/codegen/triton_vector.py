@@ -388,7 +388,8 @@ def _fused_for(ir: ScanIR, shape: tuple, channel: str) -> dict:
         "outputs": [(o.name, [d if isinstance(d, int) else f"dims[{d!r}]" for d in o.expr.shape])
                     for o in ir.outputs],
         "h0_load": h0, "lead": "[None, " + ", ".join([":"] * len(shape)) + "]",
-        "first": _place("(o_t == t0)", rank, 0), "last": _place("(o_t == tl.minimum(t0 + BT, eos) - 1)", rank, 0),
+        "first": _place("(o_t == t0)", rank, 0),
+        "last": _place("(o_t == tl.minimum(t0 + BT, eos) - 1)", rank, 0),
         "state_mask": " & ".join(_place(f"m_{d}", len(shape), j) for j, d in
                                  enumerate(shape)),
         "state_offs": _state_offs(shape),
