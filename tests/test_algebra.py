@@ -5,8 +5,11 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 import sympy
+from hypothesis import Phase, given, settings
+from hypothesis import strategies as st
 
 from madc.algebra import (
     SEMIRING_LAWS,
@@ -196,3 +199,58 @@ def test_carrier_closure(key):
         lo, hi = {"boolean": (0, 1), "unit_interval": (0, 1), "nonneg": (0, math.inf)}[s.domain]
         assert r == parse_plain(cex["result"]) and not (lo <= r <= hi and
                                                         (s.domain != "boolean" or r in (0, 1)))
+
+
+# --------------------------------------------------------------------------- property test
+# Random (add, mul, zero, one, domain): a "proved" law must survive an independent numeric
+# evaluation (other values, `madc.semiring.evaluate`), a "refuted" one must fail at its
+# counterexample, and nothing may raise.
+
+_OPS = [X + Y, X * Y, sympy.Max(X, Y), sympy.Min(X, Y), LSE, X + Y + X * Y, X - Y,
+        sympy.Abs(X - Y), X * Y / 2, sympy.Max(X, Y) + 1]
+_CONSTS = [sympy.Integer(0), sympy.Integer(1), OO, -OO, sympy.Integer(-1)]
+_DOMAIN_VALUES = {"reals": [i / 4 for i in range(-20, 21)],
+                  "extended_reals": [i / 4 for i in range(-20, 21)],
+                  "nonneg": [i / 4 for i in range(0, 21)],
+                  "positive": [i / 4 for i in range(1, 21)],
+                  "unit_interval": [i / 8 for i in range(0, 9)], "boolean": [0.0, 1.0]}
+
+
+def _oracle(expr, u, v):
+    # numpy's logaddexp is right at +inf too (the max-shift form gives inf - inf = nan there).
+    return float(np.logaddexp(u, v)) if expr == LSE else evaluate(expr, u, v)
+
+
+def _safe(f, *args):
+    try:
+        return f(*args)
+    except (TypeError, ValueError, OverflowError, ZeroDivisionError):
+        return math.nan
+
+
+@settings(max_examples=30, deadline=None, derandomize=True,
+          phases=[Phase.explicit, Phase.generate])  # shrinking re-runs the checker: slow
+@given(st.sampled_from(_OPS), st.sampled_from(_OPS), st.sampled_from(_CONSTS),
+       st.sampled_from(_CONSTS), st.sampled_from(sorted(_DOMAIN_VALUES)),
+       st.randoms(use_true_random=False))
+def test_random_semirings_get_sound_verdicts(add, mul, zero, one, domain, rnd):
+    s = define("random", domain, add, mul, zero, one)
+    laws = {law[0]: law for law in SEMIRING_LAWS}
+    pool = _DOMAIN_VALUES[domain] + [evaluate(v, 0, 0) for v in (zero, one)]
+
+    def A(u, v):
+        return _safe(_oracle, add, u, v)
+
+    def M(u, v):
+        return _safe(_oracle, mul, u, v)
+
+    z, o = evaluate(zero, 0, 0), evaluate(one, 0, 0)
+    for c in check_semiring(s):
+        names, build = laws[c.name][2], laws[c.name][3]
+        if c.verdict == "refuted":
+            assert _reevaluate(s, laws[c.name], c.counterexample)
+        elif c.verdict == "proved":
+            for _ in range(15):
+                values = [rnd.choice(pool) for _ in names]
+                pairs = build(A, M, z, o, *values)
+                assert not any(_fails(lhs, rhs) for lhs, rhs in pairs), (c.name, values)
