@@ -213,3 +213,10 @@ def test_fuzz_triton_interpreted(spec, tmp_path, capsys):
     if rc == 2 and "unavailable" in printed:
         pytest.skip(printed.strip().splitlines()[-1])
     assert rc == 0, printed
+
+
+def test_front_end_mode_dispatches_to_the_front_end_fuzzer(tmp_path, capsys):
+    rc, printed = _fuzz(["--front-end", "--examples", "6", "--seed", "0", "--out",
+                         str(tmp_path)], capsys)
+    assert rc == 0, printed
+    assert "6" in printed
