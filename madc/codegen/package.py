@@ -60,7 +60,11 @@ def triton_generator(ir: ScanIR):
 
 
 def _shape_literal(shape) -> str:
-    items = [repr(d) for d in shape]
+    """A per-token shape as a tuple literal (dim names double-quoted, ints bare)."""
+    return _tuple_literal([f'"{d}"' if isinstance(d, str) else str(int(d)) for d in shape])
+
+
+def _tuple_literal(items) -> str:
     return "(" + ", ".join(items) + ("," if len(items) == 1 else "") + ")"
 
 
@@ -102,9 +106,10 @@ def emit_package(ir: ScanIR, backends=ALL_BACKENDS, dims: dict | None = None) ->
         dims=list(sizes.items()),
         heads=ir.heads,
         inputs=[{"name": i.name, "shape": _shape_literal(i.shape)} for i in ir.inputs],
-        outputs=[o.name for o in ir.outputs],
+        outputs=_tuple_literal([f'"{o.name}"' for o in ir.outputs]),
         states=[{"name": s.name, "shape": _shape_literal(s.shape)} for s in ir.states],
         backends=chosen,
+        backends_literal=_tuple_literal([f'"{b}"' for b in chosen]),
         triton_module=triton_module,
     )
     return dict(sorted(files.items()))

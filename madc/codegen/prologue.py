@@ -30,7 +30,7 @@ def shape_source(shape, heads: str | None = None) -> str:
 
 def _shape_literal(shape) -> str:
     """A per-token shape as a tuple literal of dim names and ints."""
-    items = [repr(d) if isinstance(d, str) else str(int(d)) for d in shape]
+    items = [f'"{d}"' if isinstance(d, str) else str(int(d)) for d in shape]
     if len(items) == 1:
         return f"({items[0]},)"
     return "(" + ", ".join(items) + ")"
@@ -217,10 +217,10 @@ def emit_prologue(ir: ScanIR, header: str) -> str:
         lead_doc="B, T, H" if ir.heads else "B, T",
         lead_names=lead_names,
         static_lead="H?, " if ir.heads else "",
-        heads=repr(ir.heads),
+        heads=f'"{ir.heads}"' if ir.heads else "None",
         states=_states(ir),
-        varying="{" + ", ".join(repr(v) for v in varying) + "}" if varying else "()",
-        readouts=repr(tuple(r.name for r in ir.readouts)),
+        varying="{" + ", ".join(f'"{v}"' for v in varying) + "}" if varying else "()",
+        readouts=_shape_literal([r.name for r in ir.readouts]),
         params=_params(ir),
         lets_body=_lets_body(ir, printer),
         transitions_body=_transitions_body(ir, printer),

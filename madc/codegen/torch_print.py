@@ -157,17 +157,25 @@ class SemiringSpelling:
         """Source for x (+) y."""
         if self._add is None:
             return SympyTorchPrinter(x, y).doprint(self.semiring.add)
-        return self._add.format(x=x, y=y)
+        return _fill(self._add, x, y)
 
     def mul(self, x: str, y: str) -> str:
         """Source for x (*) y."""
         if self._mul is None:
             return SympyTorchPrinter(x, y).doprint(self.semiring.mul)
-        return self._mul.format(x=x, y=y)
+        return _fill(self._mul, x, y)
 
     def sum(self, x: str, axis: int) -> str:
         """Source for the (+)-reduction of x over `axis`."""
-        return self._sum.format(x=x, a=axis)
+        return self._sum.format(x=strip_parens(x), a=axis)
+
+
+def _fill(spelling: str, x: str, y: str) -> str:
+    """A binary spelling with its operands; a function call's arguments lose their redundant
+    parentheses (an infix spelling keeps them: they carry precedence)."""
+    if spelling.startswith("torch."):
+        x, y = strip_parens(x), strip_parens(y)
+    return spelling.format(x=x, y=y)
 
 
 def strip_parens(code: str) -> str:

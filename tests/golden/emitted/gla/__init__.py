@@ -20,11 +20,11 @@ NAME = "gla"
 DIMS = OrderedDict([("H", 2), ("K", 32), ("V", 32)])
 HEADS = "H"
 # input name -> per-token shape (dim names and ints)
-INPUTS = OrderedDict([("q", ('K',)), ("k", ('K',)), ("v", ('V',)), ("g", ('K',))])
-OUTPUTS = ("o", )
+INPUTS = OrderedDict([("q", ("K",)), ("k", ("K",)), ("v", ("V",)), ("g", ("K",))])
+OUTPUTS = ("o",)
 # state name -> per-token shape (heads excluded)
-STATES = OrderedDict([("S", ('K', 'V'))])
-BACKENDS = ("reference", "chunked", )
+STATES = OrderedDict([("S", ("K", "V"))])
+BACKENDS = ("reference", "chunked")
 # the Triton module of this package, when one was emitted
 TRITON_MODULE = None
 

@@ -16,14 +16,14 @@ from . import semiring as sr
 
 # leading axes of a per-token value: B, T, H
 LEAD = 3
-HEADS = 'H'
+HEADS = "H"
 # state name -> (per-token shape, side, per-token rank, number of axes the transition acts on)
 STATES = {
-    "S": (('K', 'V'), "elementwise", 2, 1),
+    "S": (("K", "V"), "elementwise", 2, 1),
 }
 # names in the environment that are per-token (carry the time axis at dim 1)
-VARYING = frozenset({'alpha', 'g', 'k', 'q', 'qs', 'v'})
-READOUTS = ('o',)
+VARYING = frozenset({"alpha", "g", "k", "q", "qs", "v"})
+READOUTS = ("o",)
 
 
 class _HardMax(torch.autograd.Function):
@@ -134,7 +134,7 @@ def readouts(env, states, dims):
     out = {}
     qs = env["qs"]
     S = states["S"]
-    out["o"] = torch.sum((qs[..., :, None] * S), dim=-2)
+    out["o"] = torch.sum(qs[..., :, None] * S, dim=-2)
     return out
 
 

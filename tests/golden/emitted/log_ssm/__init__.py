@@ -20,11 +20,11 @@ NAME = "log_ssm"
 DIMS = OrderedDict([("D", 32)])
 HEADS = None
 # input name -> per-token shape (dim names and ints)
-INPUTS = OrderedDict([("x", ('D',)), ("g", ('D',))])
-OUTPUTS = ("y", )
+INPUTS = OrderedDict([("x", ("D",)), ("g", ("D",))])
+OUTPUTS = ("y",)
 # state name -> per-token shape (heads excluded)
-STATES = OrderedDict([("h", ('D',))])
-BACKENDS = ("reference", "chunked", )
+STATES = OrderedDict([("h", ("D",))])
+BACKENDS = ("reference", "chunked")
 # the Triton module of this package, when one was emitted
 TRITON_MODULE = None
 

@@ -19,11 +19,11 @@ LEAD = 2
 HEADS = None
 # state name -> (per-token shape, side, per-token rank, number of axes the transition acts on)
 STATES = {
-    "h": (('D',), "elementwise", 1, 1),
+    "h": (("D",), "elementwise", 1, 1),
 }
 # names in the environment that are per-token (carry the time axis at dim 1)
-VARYING = frozenset({'a', 'g', 'x'})
-READOUTS = ('y',)
+VARYING = frozenset({"a", "g", "x"})
+READOUTS = ("y",)
 
 
 class _HardMax(torch.autograd.Function):

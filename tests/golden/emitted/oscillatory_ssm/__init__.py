@@ -20,11 +20,11 @@ NAME = "oscillatory_ssm"
 DIMS = OrderedDict([("P", 16)])
 HEADS = None
 # input name -> per-token shape (dim names and ints)
-INPUTS = OrderedDict([("x", ('P',)), ("dt", ('P',))])
-OUTPUTS = ("y", )
+INPUTS = OrderedDict([("x", ("P",)), ("dt", ("P",))])
+OUTPUTS = ("y",)
 # state name -> per-token shape (heads excluded)
-STATES = OrderedDict([("h", ('P', 2))])
-BACKENDS = ("reference", "chunked", )
+STATES = OrderedDict([("h", ("P", 2))])
+BACKENDS = ("reference", "chunked")
 # the Triton module of this package, when one was emitted
 TRITON_MODULE = None
 

@@ -19,11 +19,11 @@ LEAD = 2
 HEADS = None
 # state name -> (per-token shape, side, per-token rank, number of axes the transition acts on)
 STATES = {
-    "h": (('P', 2), "left", 2, 2),
+    "h": (("P", 2), "left", 2, 2),
 }
 # names in the environment that are per-token (carry the time axis at dim 1)
-VARYING = frozenset({'M', 'b', 'c', 'delta', 'dt', 'r', 's', 'x'})
-READOUTS = ('y',)
+VARYING = frozenset({"M", "b", "c", "delta", "dt", "r", "s", "x"})
+READOUTS = ("y",)
 
 
 class _HardMax(torch.autograd.Function):
@@ -157,7 +157,7 @@ def readouts(env, states, dims):
     out = {}
     h_ = states["h"]
     C_out = env["C_out"]
-    out["y"] = torch.sum((h_ * C_out), dim=-1)
+    out["y"] = torch.sum(h_ * C_out, dim=-1)
     return out
 
 

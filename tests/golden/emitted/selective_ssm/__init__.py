@@ -20,11 +20,11 @@ NAME = "selective_ssm"
 DIMS = OrderedDict([("D", 32), ("N", 8)])
 HEADS = None
 # input name -> per-token shape (dim names and ints)
-INPUTS = OrderedDict([("x", ('D',)), ("dt", ('D',)), ("B", ('N',)), ("C", ('N',))])
-OUTPUTS = ("y", )
+INPUTS = OrderedDict([("x", ("D",)), ("dt", ("D",)), ("B", ("N",)), ("C", ("N",))])
+OUTPUTS = ("y",)
 # state name -> per-token shape (heads excluded)
-STATES = OrderedDict([("h", ('D', 'N'))])
-BACKENDS = ("reference", "chunked", )
+STATES = OrderedDict([("h", ("D", "N"))])
+BACKENDS = ("reference", "chunked")
 # the Triton module of this package, when one was emitted
 TRITON_MODULE = None
 

@@ -19,11 +19,11 @@ LEAD = 2
 HEADS = None
 # state name -> (per-token shape, side, per-token rank, number of axes the transition acts on)
 STATES = {
-    "h": (('D', 'N'), "elementwise", 2, 1),
+    "h": (("D", "N"), "elementwise", 2, 1),
 }
 # names in the environment that are per-token (carry the time axis at dim 1)
-VARYING = frozenset({'B', 'C', 'a', 'b', 'delta', 'dt', 'x'})
-READOUTS = ('yh',)
+VARYING = frozenset({"B", "C", "a", "b", "delta", "dt", "x"})
+READOUTS = ("yh",)
 
 
 class _HardMax(torch.autograd.Function):
@@ -152,7 +152,7 @@ def readouts(env, states, dims):
     out = {}
     h_ = states["h"]
     C = env["C"]
-    out["yh"] = torch.sum((h_ * C[..., None, :]), dim=-1)
+    out["yh"] = torch.sum(h_ * C[..., None, :], dim=-1)
     return out
 
 
