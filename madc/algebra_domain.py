@@ -67,8 +67,9 @@ def _member(s: Semiring, v: float) -> bool:
     return math.isfinite(v) and bool(_in_domain(s.domain, v))
 
 
-def _search(s: Semiring):
-    """(op, a, b, result) of the first pair that leaves the carrier, or (None, trials)."""
+def _search(s: Semiring) -> tuple[dict | None, int]:
+    """The first pair that leaves the carrier as a counterexample {op, a, b, result} (None if
+    none did), and the number of pairs tried."""
     carrier = _carrier(s)
     pairs = sorted(itertools.product(range(len(carrier)), repeat=2), key=sum)
     values = [(carrier[i], carrier[j]) for i, j in pairs]
@@ -89,7 +90,8 @@ def _search(s: Semiring):
                 except (ValueError, ZeroDivisionError, OverflowError, TypeError):
                     exact = math.nan
             if not _member(s, exact):
-                return sign, a[k], b[k], exact
+                cex = {"op": sign, "a": plain(a[k]), "b": plain(b[k]), "result": plain(exact)}
+                return cex, len(values)
     return None, len(values)
 
 
@@ -123,19 +125,17 @@ def _op_in_carrier(s: Semiring, op: sympy.Expr) -> str | None:
 def _cached(key: tuple) -> Check:
     domain, add, mul, zero, one = key
     s = Semiring("", domain, add, mul, zero, one)
-    found = _search(s)
-    if found[0] is not None:
-        sign, a, b, r = found
-        cex = {"op": sign, "a": plain(a), "b": plain(b), "result": plain(r)}
-        return Check(NAME, REFUTED, cex, f"{LAW} fails: {plain(a)} {sign} {plain(b)} = "
-                     f"{plain(r)} is not in the {domain} carrier")
+    cex, trials = _search(s)
+    if cex is not None:
+        return Check(NAME, REFUTED, cex, f"{LAW} fails: {cex['a']} {cex['op']} {cex['b']} = "
+                     f"{cex['result']} is not in the {domain} carrier")
     if domain == "boolean":
         return Check(NAME, PROVED, None, f"{LAW}: exhaustive over {{0, 1}}^2")
     hows = [_op_in_carrier(s, op) for op in (add, mul)]
     if all(hows):
         return Check(NAME, PROVED, None, f"{LAW}: ⊕ by {hows[0]}, ⊗ by {hows[1]}")
     return Check(NAME, UNPROVEN, None, f"{LAW}: could not prove it for "
-                 f"{'⊕' if not hows[0] else '⊗'}; no counterexample in {found[1]} pairs")
+                 f"{'⊕' if not hows[0] else '⊗'}; no counterexample in {trials} pairs")
 
 
 def check_domain(s: Semiring) -> Check:

@@ -25,6 +25,7 @@ import itertools
 import math
 import random
 from collections.abc import Callable
+from dataclasses import dataclass
 from functools import lru_cache
 
 import mpmath
@@ -214,9 +215,19 @@ def _confirm(s: Semiring, build: Callable, values: tuple) -> tuple | None:
     return None
 
 
-def _search(s: Semiring, build: Callable, arity: int, random_trials: int):
-    """Numeric counterexample search. Returns (counterexample values, (lhs, rhs)) or
-    (None, trials, exhaustive) when nothing failed."""
+@dataclass(frozen=True, slots=True)
+class Search:
+    """What a numeric search found: the failing values and sides (None if nothing failed),
+    how many tuples it tried, and whether they covered the whole (finite) carrier."""
+
+    values: tuple | None
+    sides: tuple | None
+    trials: int
+    exhaustive: bool
+
+
+def _search(s: Semiring, build: Callable, arity: int, random_trials: int) -> Search:
+    """Numeric counterexample search over carrier tuples, smallest first."""
     carrier = _carrier(s)
     if len(carrier) ** arity <= 20000:
         grid = sorted(itertools.product(range(len(carrier)), repeat=arity), key=sum)
@@ -245,8 +256,8 @@ def _search(s: Semiring, build: Callable, arity: int, random_trials: int):
     for i in np.flatnonzero(bad):
         confirmed = _confirm(s, build, tuples[i])
         if confirmed is not None:
-            return tuples[i], confirmed
-    return None, len(tuples), exhaustive and s.domain == "boolean"
+            return Search(tuples[i], confirmed, len(tuples), exhaustive)
+    return Search(None, None, len(tuples), exhaustive and s.domain == "boolean")
 
 
 # --------------------------------------------------------------------------- proofs
@@ -438,10 +449,10 @@ def check_law(s: Semiring, name: str, law: str, names, build: Callable,
               random_trials: int = RANDOM_TRIALS, infinities: bool = True) -> Check:
     """Check one law of semiring `s`: refute numerically, else prove symbolically."""
     found = _search(s, build, len(names), random_trials)
-    if found[0] is not None:
-        return _refuted(name, law, names, *found)
-    _, trials, exhaustive = found
-    if exhaustive:
+    if found.values is not None:
+        return _refuted(name, law, names, found.values, found.sides)
+    trials = found.trials
+    if found.exhaustive:
         return Check(name, PROVED, None, f"{law}: exhaustive over {{0, 1}}^{len(names)}")
     try:
         ok, methods, cases = _prove_law(s, build, names, infinities)
