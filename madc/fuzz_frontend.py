@@ -1,11 +1,12 @@
 """`madc fuzz --front-end`: random and mutated specs must end in a ScanIR or a CompileError.
 
-Three input sources, interleaved, all seeded:
+Four input sources, interleaved, all seeded:
 
 * grammar-aware generation (`generate_spec`): statements built from the language's own
   vocabulary, mostly well-formed, so sema, the update normaliser and the checker are reached;
 * token-level mutation of the zoo specs (delete, duplicate, swap, replace by a token from a
   pool of keywords, operators, hostile names, huge numbers and Unicode look-alikes);
+* line-level mutation of the zoo specs (statements deleted, duplicated, moved, spliced);
 * byte-level mutation of the zoo specs (flips, inserts, deletes, invalid UTF-8, NUL, huge
   repeats), loaded from a file so the reader's decoding is exercised too.
 
@@ -214,6 +215,24 @@ def mutate_tokens(rng: random.Random, source: str) -> str:
     return "".join(toks)
 
 
+def mutate_lines(rng: random.Random, source: str) -> str:
+    """Delete, duplicate, move or splice lines (statement order, misplaced declarations)."""
+    lines = source.split("\n")
+    for _ in range(rng.randint(1, 3)):
+        i, j = rng.randrange(len(lines)), rng.randrange(len(lines))
+        op = rng.random()
+        if op < 0.3 and len(lines) > 1:
+            del lines[i]
+        elif op < 0.55:
+            lines.insert(j, lines[i])
+        elif op < 0.85:
+            lines.insert(j, lines.pop(i))
+        else:
+            cut = rng.randrange(len(lines[i]) + 1)
+            lines[i] = lines[i][:cut] + lines[j][rng.randrange(len(lines[j]) + 1):]
+    return "\n".join(lines)
+
+
 def mutate_bytes(rng: random.Random, data: bytes) -> bytes:
     """Flip, insert, delete or repeat a few bytes of `data`."""
     buf = bytearray(data)
@@ -294,11 +313,13 @@ def run_front_end_fuzz(examples: int, seed: int, out_dir: str | Path, *,
     seen: set = set()
     start = time.perf_counter()
     for i in range(examples):
-        kind = i % 3
+        kind = i % 4
         if kind == 0:
             data: str | bytes = generate_spec(rng)
         elif kind == 1:
             data = mutate_tokens(rng, rng.choice(zoo))
+        elif kind == 2:
+            data = mutate_lines(rng, rng.choice(zoo))
         else:
             data = mutate_bytes(rng, rng.choice(zoo).encode("utf-8"))
         report.examples += 1

@@ -187,6 +187,10 @@ class _Sema:
         elif name not in self.dims:
             self.error(st.name.span, "E0208", f"`{name}` is not a declared dim",
                        f"declare it first: dims {name} = 4")
+        elif self.inputs or self.params or self.lets or self.states or self.readouts:
+            # Shapes checked before this line may have used the dim as an ordinary axis.
+            self.error(st.span, "E0208", "`heads` must come before inputs, params, lets and "
+                       "states", "move it right after the `dims` line")
         else:
             self.heads = name
             self.ck.heads = name

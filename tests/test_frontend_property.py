@@ -67,6 +67,23 @@ def test_token_edits_of_the_zoo(source, ops):
 
 
 @SETTINGS
+@given(st.sampled_from(ZOO), st.lists(st.tuples(st.integers(0, 10**6), st.integers(0, 10**6),
+                                                st.sampled_from(["del", "dup", "move"])),
+                                      min_size=1, max_size=4))
+def test_line_edits_of_the_zoo(source, ops):
+    lines = source.split("\n")
+    for i, j, op in ops:
+        i, j = i % len(lines), j % len(lines)
+        if op == "del" and len(lines) > 1:
+            del lines[i]
+        elif op == "dup":
+            lines.insert(j, lines[i])
+        else:
+            lines.insert(j, lines.pop(i))
+    _ends_well("\n".join(lines))
+
+
+@SETTINGS
 @given(st.sampled_from(ZOO), st.lists(st.tuples(st.integers(0, 10**6), st.binary(max_size=4)),
                                       min_size=1, max_size=6), st.booleans())
 def test_byte_edits_of_the_zoo(tmp_path_factory, source, ops, delete):

@@ -235,6 +235,8 @@ def test_structure_problems():
     assert _codes("scan t\ndims D = 4\nheads H\n") == ["E0208"]
     assert _codes("scan t\ndims D = 4, H = 2\nheads H\ninput x : [H, D]\n"
                   "state h : [D]\nh = h\nreadout y = h\n") == ["E0208"]
+    assert _codes("scan t\ndims H = 2, K = 4\ninput q : [H, K]\nheads H\nstate h : [K]\n"
+                  "h = h + q[0]\nreadout y = h\n") == ["E0208"]
     assert _codes("scan t\nsemiring nope\n") == ["E0209"]
     assert _codes("scan t\nsemiring s {\n add(x, y) = x + y\n}\n") == ["E0209"]
 
