@@ -3,12 +3,17 @@ keep long recurrences bounded, compare tensors by relative error."""
 
 from __future__ import annotations
 
+import os
+import tempfile
 import warnings
 from pathlib import Path
 
 import torch
 
 import madc.runtime as rt
+
+# Compile into a throwaway cache unless the caller chose one (keeps ~/.cache/madc clean).
+os.environ.setdefault("MADC_CACHE_DIR", tempfile.mkdtemp(prefix="madc-test-cache-"))
 
 REPO = Path(__file__).resolve().parents[1]
 ZOO = sorted(p.stem for p in (REPO / "ops").glob("*.scan"))

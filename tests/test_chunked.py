@@ -68,7 +68,7 @@ def test_gradients_match(name):
 
 
 @pytest.mark.parametrize("name", ["selective_ssm", "log_ssm", "gla", "oscillatory_ssm",
-                                  "circulant_ssm", "mlstm"])
+                                  "circulant_ssm", "mlstm", "deltanet"])
 def test_gradcheck(name):
     """torch.autograd.gradcheck of the chunked backend on a tiny problem."""
     dims = {d: (1 if d == "H" else 2) for d in tiny_dims(name)}
