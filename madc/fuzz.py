@@ -104,7 +104,7 @@ class Summary:
             lines.append(f"  note: {note}")
         if self.max_error:
             dts = [d for d in DTYPES if d in self.max_error]
-            lines.append("  max error (allowed)  " + "".join(f"{d:>22}" for d in dts))
+            lines.append("  max error (tolerance)" + "".join(f"{d:>22}" for d in dts))
             for kind in ("output", "state", "grad"):
                 cells = []
                 for d in dts:
@@ -238,7 +238,8 @@ def build_plan(source: str, candidate: Candidate, *, dtypes: tuple, explicit_dty
             continue
         kept.append(dtype)
     if not kept:
-        raise FuzzSetupError("the candidate runs none of the dtypes " + ", ".join(dtypes))
+        raise FuzzSetupError(f"{candidate.label()} is unavailable here: it runs none of "
+                             f"{', '.join(dtypes)} ({'; '.join(notes)})")
     choices = []
     for name, default in (ir.dims if fuzz_dims else ()):
         if name in fixed_dims:

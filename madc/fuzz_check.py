@@ -1,0 +1,142 @@
+"""The fuzzer's judgement: value distributions, tolerances by dtype, and the rule that
+compares one candidate quantity with the float64 reference (docs/fuzzing.md documents both).
+
+Shared by `madc fuzz` (madc/fuzz.py) and the repro scripts (madc/repro.py); torch only.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+
+DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+#: Largest accepted error, relative to the float64 reference's largest magnitude, by dtype and
+#: quantity kind. See docs/fuzzing.md for how they were chosen.
+TOLERANCES = {
+    "fp32": {"output": 1e-4, "state": 1e-4, "grad": 2e-4},
+    "fp16": {"output": 1e-2, "state": 1e-2, "grad": 2e-2},
+    "bf16": {"output": 5e-2, "state": 5e-2, "grad": 1e-1},
+}
+#: A candidate may also be up to this many times less accurate than the sequential reference
+#: run in the same dtype (some inputs are ill-conditioned in any algorithm at that precision).
+LOWP_FACTOR = 4.0
+#: Values the float64 reference produces above this fraction of the dtype's largest finite value
+#: make the example out of the dtype's range: it is counted and skipped, not compared.
+RANGE_FRACTION = 1.0 / 64.0
+#: Scales of the "large" and "tiny" value distributions by dtype.
+LARGE = {"fp32": 16.0, "bf16": 16.0, "fp16": 4.0}
+TINY = {"fp32": 1e-4, "bf16": 1e-4, "fp16": 1e-2}
+#: Value distributions for per-token inputs; "ties", "neg_inf", "pos_inf" only where the
+#: semiring makes them meaningful (see madc/fuzz.py). "nonpos:<dist>" is -|<dist>|.
+INPUT_DISTS = ("normal", "zeros", "large", "tiny", "ties", "neg_inf", "pos_inf")
+#: Value distributions for initial states (the semiring domain's own values).
+STATE_DISTS = ("normal", "nonneg", "unit", "boolean", "positive", "neg_inf", "pos_inf", "ties")
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One compared quantity: `kind` is output/state/grad; `error` the max abs difference over
+    positions where the reference is finite, divided by the reference's max magnitude;
+    `allowed` the tolerance it was held to; `problem` a reason when it failed otherwise."""
+
+    quantity: str
+    kind: str
+    error: float
+    allowed: float
+    problem: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        """True when the quantity passed."""
+        return self.problem is None and self.error <= self.allowed
+
+
+def draw(dist: str, shape: tuple, dtype: str, gen: torch.Generator) -> torch.Tensor:
+    """Values of distribution `dist` (an INPUT_DISTS or STATE_DISTS name), float64, already
+    rounded through `dtype` so candidate and reference see the same numbers."""
+    f64 = torch.float64
+    if dist.startswith("nonpos:"):
+        # A log-space gate: nonpositive values keep the recurrence from expanding.
+        return -draw(dist[len("nonpos:"):], shape, dtype, gen).abs()
+    normal = torch.randn(shape, generator=gen, dtype=f64)
+    if dist == "normal":
+        x = normal
+    elif dist == "zeros":
+        x = torch.zeros(shape, dtype=f64)
+    elif dist == "large":
+        x = normal * LARGE[dtype]
+    elif dist == "tiny":
+        x = normal * TINY[dtype]
+    elif dist == "ties":
+        # Few distinct values, so max/min see exact ties.
+        x = torch.randint(-2, 3, shape, generator=gen).to(f64) / 2
+    elif dist in ("neg_inf", "pos_inf"):
+        mask = torch.rand(shape, generator=gen, dtype=f64) < 0.3
+        x = normal.masked_fill(mask, -math.inf if dist == "neg_inf" else math.inf)
+    elif dist == "nonneg":
+        x = normal.abs()
+    elif dist == "positive":
+        x = normal.abs() + 0.1
+    elif dist == "unit":
+        x = torch.rand(shape, generator=gen, dtype=f64)
+    elif dist == "boolean":
+        x = torch.randint(0, 2, shape, generator=gen).to(f64)
+    else:
+        raise ValueError(f"unknown value distribution {dist!r}")
+    return x.to(DTYPES[dtype]).to(f64)
+
+
+def rel_error(got: torch.Tensor, want: torch.Tensor) -> float:
+    """Max |got - want| over positions where `want` is finite, divided by max |want| there
+    (1e-30 floor). NaN/inf in `got` at those positions give inf."""
+    mask = torch.isfinite(want)
+    if not bool(mask.any()):
+        return 0.0
+    diff = (got[mask] - want[mask]).abs()
+    if not bool(torch.isfinite(diff).all()):
+        return math.inf
+    return float(diff.max()) / max(float(want[mask].abs().max()), 1e-30)
+
+
+def compare(quantity: str, kind: str, got, want, lowp, dtype: str) -> Finding:
+    """Judge one quantity (see docs/fuzzing.md): shapes equal; where the float64 reference is
+    +-inf the candidate has the same value; where it is finite the candidate is finite (or, if
+    the reference is beyond the dtype's range, the same-signed inf) and within tolerance; where
+    the reference is NaN nothing is required."""
+    tol = TOLERANCES[dtype][kind]
+    if want is None:
+        if got is not None and bool((got != 0).any()):
+            return Finding(quantity, kind, math.inf, tol, "gradient where the reference has none")
+        return Finding(quantity, kind, 0.0, tol)
+    if got is None:
+        if bool((want != 0).any()):
+            return Finding(quantity, kind, math.inf, tol, "no gradient; the reference has one")
+        return Finding(quantity, kind, 0.0, tol)
+    if tuple(got.shape) != tuple(want.shape):
+        return Finding(quantity, kind, math.inf, tol,
+                       f"shape {tuple(got.shape)}, expected {tuple(want.shape)}")
+    inf = torch.isinf(want)
+    if bool((got[inf] != want[inf]).any()):
+        n = int((got[inf] != want[inf]).sum())
+        return Finding(quantity, kind, math.inf, tol, f"{n} positions where the reference is "
+                       "+-inf differ (inf positions must match)")
+    finite = torch.isfinite(want)
+    bad = finite & ~torch.isfinite(got)
+    big = want.abs() > torch.finfo(DTYPES[dtype]).max
+    bad &= ~(big & torch.isinf(got) & (torch.sign(got) == torch.sign(want)))
+    if bool(bad.any()):
+        n_nan = int((bad & torch.isnan(got)).sum())
+        return Finding(quantity, kind, math.inf, tol,
+                       f"{n_nan} NaN and {int(bad.sum()) - n_nan} inf where the reference is "
+                       "finite")
+    keep = finite & ~big
+    err = rel_error(got.masked_fill(~keep, 0), want.masked_fill(~keep, 0))
+    allowed = tol
+    if lowp is not None and tuple(lowp.shape) == tuple(want.shape):
+        both = keep & torch.isfinite(lowp)
+        low_err = rel_error(lowp.masked_fill(~both, 0), want.masked_fill(~both, 0))
+        allowed = max(tol, LOWP_FACTOR * low_err)
+    return Finding(quantity, kind, err, allowed)
