@@ -441,8 +441,13 @@ def _refuted(name: str, law: str, names, values, sides) -> Check:
     counterexample = {n: plain(v) for n, v in zip(names, values)}
     counterexample.update(lhs=plain(sides[0]), rhs=plain(sides[1]))
     shown = ", ".join(f"{n}={plain(v)}" for n, v in zip(names, values))
-    detail = f"{law} fails at {shown}: {plain(sides[0])} != {plain(sides[1])}"
-    return Check(name, REFUTED, counterexample, detail)
+    lhs, rhs = (plain(v) for v in sides)
+    if "nan" in (lhs, rhs):
+        undefined = " and ".join(side for side, v in (("lhs", lhs), ("rhs", rhs)) if v == "nan")
+        why = f"{undefined} undefined (nan; lhs={lhs}, rhs={rhs})"
+    else:
+        why = f"{lhs} != {rhs}"
+    return Check(name, REFUTED, counterexample, f"{law} fails at {shown}: {why}")
 
 
 def check_law(s: Semiring, name: str, law: str, names, build: Callable,

@@ -68,8 +68,10 @@ def format_counterexample(cex: dict) -> list[str]:
         if "violation" in cex:
             lines.append(f"  why: {cex['violation']}")
         return lines
+    if "op" in cex and "result" in cex:
+        return [f"counterexample: {cex['a']} {cex['op']} {cex['b']} = {cex['result']}"]
     values = ", ".join(f"{k}={v}" for k, v in cex.items() if k not in ("lhs", "rhs"))
-    return [f"counterexample: {values} gives {cex.get('lhs')} != {cex.get('rhs')}"]
+    return [f"counterexample: {values} gives lhs={cex.get('lhs')}, rhs={cex.get('rhs')}"]
 
 
 def _shorten(text: str, width: int) -> str:
