@@ -66,7 +66,7 @@ def test_token_edits_of_the_zoo(source, ops):
     _ends_well("".join(toks))
 
 
-@SETTINGS
+@settings(SETTINGS, max_examples=60)
 @given(st.sampled_from(ZOO), st.lists(st.tuples(st.integers(0, 10**6), st.integers(0, 10**6),
                                                 st.sampled_from(["del", "dup", "move"])),
                                       min_size=1, max_size=4))
