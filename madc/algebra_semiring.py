@@ -367,6 +367,10 @@ def prove_equal(lhs: sympy.Expr, rhs: sympy.Expr, domain: str) -> str | None:
     encode the domain), or None. Never a disproof."""
     if _bad(lhs) or _bad(rhs):
         return None
+    # An infinity left inside an expression (oo*y, unevaluated because y's sign is unknown)
+    # may be undefined for some y: only a bare ±oo on both sides counts.
+    if any(e.has(sympy.oo, -sympy.oo) and not _is_inf(e) for e in (lhs, rhs)):
+        return None
     if lhs == rhs:
         return "identical"
     if _is_inf(lhs) or _is_inf(rhs):

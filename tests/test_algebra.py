@@ -254,3 +254,10 @@ def test_random_semirings_get_sound_verdicts(add, mul, zero, one, domain, rnd):
                 values = [rnd.choice(pool) for _ in names]
                 pairs = build(A, M, z, o, *values)
                 assert not any(_fails(lhs, rhs) for lhs, rhs in pairs), (c.name, values)
+
+
+def test_infinities_left_inside_expressions_are_not_proofs():
+    # oo*y is undefined at y = 0: two identical such sides prove nothing.
+    y = sympy.Symbol("y", real=True)
+    assert prove_equal(OO * y, OO * y, "reals") is None
+    assert prove_equal(-OO, -OO, "extended_reals") == "identical"
