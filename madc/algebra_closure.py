@@ -319,16 +319,19 @@ def _concrete_search(kind: str, s: Semiring, trials: int = SEARCH_TRIALS):
         why = _violation(kind, product, ar)
         # Re-multiply from scratch and re-test before reporting: the refutation must stand.
         if why and _violation(kind, ar.matmul(a, b), ar) == why:
-            rows = lambda m: [[plain(v) for v in row] for row in m]  # noqa: E731
-            args = lambda d: {k: _nested_plain(v) for k, v in d.items()}  # noqa: E731
-            return {"class": kind, "n": len(a), "A": rows(a), "B": rows(b),
-                    "product": rows(product), "A_from": args(a_from), "B_from": args(b_from),
-                    "violation": why}, trial
+            return {"class": kind, "n": len(a), "A": _nested_plain(a), "B": _nested_plain(b),
+                    "product": _nested_plain(product), "A_from": _args(a_from),
+                    "B_from": _args(b_from), "violation": why}, trial
     return None, trials
 
 
 def _nested_plain(v):
+    """Nested lists of numbers as a counterexample shows them (see `plain`)."""
     return [_nested_plain(x) for x in v] if isinstance(v, list) else plain(v)
+
+
+def _args(parts: dict) -> dict:
+    return {k: _nested_plain(v) for k, v in parts.items()}
 
 
 def _enumeration_in_semiring(s: Semiring) -> tuple[bool, str, dict | None]:
@@ -344,14 +347,16 @@ def _enumeration_in_semiring(s: Semiring) -> tuple[bool, str, dict | None]:
                                 for i in range(n)])
         for a, b in itertools.product(members, repeat=2):
             c = ar.matmul(a, b)
+            if any(v != v for row in c for v in row):
+                continue  # nan: the operations are undefined there (see domain_closed)
             nz = [[v != ar.zero for v in row] for row in c]
             ok = all(sum(r) == 1 for r in nz) and all(sum(col) == 1 for col in zip(*nz)) \
                 and all(v in (1.0, -1.0) for row in c for v in row if v != ar.zero)
             if not ok:
-                rows = lambda m: [[plain(v) for v in row] for row in m]  # noqa: E731
-                return False, f"n={n}", {"class": "signed_permutation", "n": n, "A": rows(a),
-                                         "B": rows(b), "product": rows(c), "violation":
-                                         "the product's nonzero entries are not all 1 or -1"}
+                return False, f"n={n}", {
+                    "class": "signed_permutation", "n": n, "A": _nested_plain(a),
+                    "B": _nested_plain(b), "product": _nested_plain(c),
+                    "violation": "the product's nonzero entries are not all 1 or -1"}
     return True, "all pairs of members at n=2..3, multiplied in the semiring", None
 
 
