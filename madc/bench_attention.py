@@ -60,7 +60,53 @@ def _fwd_bwd(fn, leaves, do):
     return time_ms(run, grad_to_none=leaves)
 
 
-def bench_gla(B, T, H, K, V, dtype=torch.bfloat16) -> dict:
+def load_variant(spec: str, env: dict):
+    """The spec's emitted `triton_attention` module imported under extra environment
+    settings (e.g. MADC_ATTENTION_SPLIT=0), to time kernel variants side by side."""
+    import os
+    import types
+
+    from madc.codegen import triton_attention
+    from madc.frontend import load_spec
+
+    saved = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    try:
+        module = types.ModuleType(f"madc_variant_{len(sys.modules)}")
+        exec(compile(triton_attention.emit(load_spec(str(ROOT / spec))), module.__name__,
+                     "exec"), module.__dict__)
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+    return module
+
+
+def _report(row, **values):
+    row.update(values)
+    print(json.dumps({"op": row["op"], **values}), flush=True)
+
+
+def _fla(name):
+    """An fla op, or None when fla is not importable or is switched off (--skip-fla)."""
+    if SKIP_FLA:
+        return None
+    try:
+        if name == "chunk_gla":
+            from fla.ops.gla import chunk_gla as op
+        else:
+            from fla.ops.simple_gla import chunk_simple_gla as op
+    except ImportError:
+        return None
+    return op
+
+
+SKIP_FLA = False
+
+
+def bench_gla(B, T, H, K, V, dtype=torch.bfloat16, variants=()) -> dict:
     """GLA (vector decay along K): madc `ops/gla.scan` vs fla `chunk_gla`."""
     torch.manual_seed(0)
     dev = "cuda"
@@ -72,23 +118,27 @@ def bench_gla(B, T, H, K, V, dtype=torch.bfloat16) -> dict:
     mod = load_module("ops/gla.scan", "triton", H=H, K=K, V=V).cuda()
     row = {"op": "gla", "shape": f"B{B} T{T} H{H} K{K} V{V}"}
     madc_fn = lambda: mod(q=q, k=k, v=v, g=g)  # noqa: E731
-    row["madc_fwd"] = time_ms(madc_fn)
-    row["madc_fwdbwd"] = _fwd_bwd(madc_fn, leaves, do)
-    try:
-        from fla.ops.gla import chunk_gla
-    except ImportError:
+    _report(row, madc_fwd=time_ms(madc_fn))
+    _report(row, madc_fwdbwd=_fwd_bwd(madc_fn, leaves, do))
+    dims = {"H": H, "K": K, "V": V}
+    for env in variants:
+        scan = load_variant("ops/gla.scan", env).scan
+        fn = lambda scan=scan: scan({"q": q, "k": k, "v": v, "g": g}, {}, dims)[0][0]  # noqa: E731
+        _report(row, **{"variant " + json.dumps(env): time_ms(fn)})
+    chunk_gla = _fla("chunk_gla")
+    if chunk_gla is None:
         return row
     fla_fn = lambda: chunk_gla(q, k, v, g)[0]  # noqa: E731
-    row["fla_fwd"] = time_ms(fla_fn)
-    row["fla_fwdbwd"] = _fwd_bwd(fla_fn, leaves, do)
-    row["err_o"] = rel_err(madc_fn(), fla_fn())
+    _report(row, fla_fwd=time_ms(fla_fn))
+    _report(row, err_o=rel_err(madc_fn(), fla_fn()))
+    _report(row, fla_fwdbwd=_fwd_bwd(fla_fn, leaves, do))
     grads = []
     for fn in (madc_fn, fla_fn):
         for x in leaves:
             x.grad = None
         fn().backward(do)
         grads.append([x.grad.clone() for x in leaves])
-    row["err_grads"] = [rel_err(a, b) for a, b in zip(*grads)]
+    _report(row, err_grads=[rel_err(a, b) for a, b in zip(*grads)])
     return row
 
 
@@ -102,15 +152,14 @@ def bench_scalar(B, T, H, K, V, dtype=torch.bfloat16) -> dict:
     log_gamma = mod.log_gamma.detach().float()
     row = {"op": "scalar(retnet)", "shape": f"B{B} T{T} H{H} K{K} V{V}"}
     madc_fn = lambda: mod(q=q, k=k, v=v)  # noqa: E731
-    row["madc_fwd"] = time_ms(madc_fn)
-    try:
-        from fla.ops.simple_gla import chunk_simple_gla
-    except ImportError:
+    _report(row, madc_fwd=time_ms(madc_fn))
+    chunk_simple_gla = _fla("chunk_simple_gla")
+    if chunk_simple_gla is None:
         return row
     g = log_gamma.view(1, 1, H).expand(B, T, H).contiguous()
     fla_fn = lambda: chunk_simple_gla(q, k, v, g=g)[0]  # noqa: E731
-    row["fla_fwd"] = time_ms(fla_fn)
-    row["err_o"] = rel_err(madc_fn(), fla_fn())
+    _report(row, fla_fwd=time_ms(fla_fn))
+    _report(row, err_o=rel_err(madc_fn(), fla_fn()))
     return row
 
 
@@ -137,15 +186,20 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="first shape only")
     parser.add_argument("--json", type=Path, help="write the rows here")
+    parser.add_argument("--variants", action="store_true",
+                        help="also time GLA forward kernel variants (split scores off, BV=128)")
+    parser.add_argument("--skip-fla", action="store_true", help="time madc only")
     args = parser.parse_args(argv)
+    global SKIP_FLA
+    SKIP_FLA = args.skip_fla
     if not torch.cuda.is_available():
         print("bench_attention: needs a CUDA GPU", file=sys.stderr)
         return 2
     rows = []
     for shape in SHAPES[:1] if args.quick else SHAPES:
-        for bench in (bench_gla, bench_scalar):
-            rows.append(bench(*shape))
-            print(json.dumps(rows[-1]), flush=True)
+        variants = ({"MADC_ATTENTION_SPLIT": "0"}, {"MADC_ATTENTION_FWD_BV": "128"})
+        rows.append(bench_gla(*shape, variants=variants if args.variants else ()))
+        rows.append(bench_scalar(*shape))
     print(table(rows))
     if args.json:
         args.json.write_text(json.dumps(rows, indent=1))
