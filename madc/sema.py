@@ -24,7 +24,7 @@ from madc.sema_expr import (
     SemaError,
     fail,
 )
-from madc.sema_semiring import builtin_semiring, defined_semiring
+from madc.sema_semiring import _builtin, builtin_semiring, defined_semiring
 from madc.sema_shapes import broadcast, fmt_shape, size_of
 from madc.sema_update import check_update
 
@@ -322,7 +322,7 @@ class _Sema:
         if self.name is None and not any(d.code == "E0205" for d in self.diags):
             self.error(None, "E0205", "a spec must start with `scan NAME`")
         if not self.semiring_seen:
-            self.semiring = semiring.builtin("real")
+            self.semiring = _builtin("real")
         for s in self.states:
             if s.name not in self.updates:
                 self.error(s.span, "E0207", f"state `{s.name}` is never updated",

@@ -7,6 +7,8 @@ A user definition's `add(x, y)`/`mul(x, y)` bodies are translated to sympy in
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import math
 
 import sympy
@@ -84,6 +86,18 @@ def _size(e) -> int:
     return 1
 
 
+# Deriving a semiring's facts runs sympy.simplify (about 0.4 s); specs share a handful of
+# semirings, so both constructors are memoised and the span is attached afterwards.
+@functools.lru_cache(maxsize=64)
+def _builtin(name: str) -> ir.Semiring:
+    return semiring.builtin(name)
+
+
+@functools.lru_cache(maxsize=256)
+def _define(name, domain, add, mul, zero, one) -> ir.Semiring:
+    return semiring.define(name, domain, add, mul, zero, one)
+
+
 def builtin_semiring(stmt: ast.SemiringBuiltin) -> ir.Semiring:
     """`semiring NAME [over DOMAIN]`."""
     span = stmt.span
@@ -92,12 +106,12 @@ def builtin_semiring(stmt: ast.SemiringBuiltin) -> ir.Semiring:
         fail(stmt.name.span, "E0209", f"unknown semiring `{name}`",
              f"built-ins: {', '.join(semiring.BUILTIN_NAMES)}; or define one with "
              "`semiring NAME over DOMAIN { add(x, y) = ... }`")
-    s = semiring.builtin(name, span)
+    s = _builtin(name)
     if stmt.domain is not None:
         domain = _domain(stmt.domain)
         if domain != s.domain:
-            s = semiring.define(name, domain, s.add, s.mul, s.zero, s.one, span)
-    return s
+            s = _define(name, domain, s.add, s.mul, s.zero, s.one)
+    return dataclasses.replace(s, span=span)
 
 
 def _domain(ident: ast.Ident) -> str:
@@ -137,8 +151,8 @@ def defined_semiring(stmt: ast.SemiringDef, errors: list) -> ir.Semiring | None:
         ok = False
     if not ok:
         return None
-    return semiring.define(stmt.name.name, domain, found["add"], found["mul"], found["zero"],
-                           found["one"], stmt.span)
+    s = _define(stmt.name.name, domain, found["add"], found["mul"], found["zero"], found["one"])
+    return dataclasses.replace(s, span=stmt.span)
 
 
 def _item(item, found: dict):
