@@ -134,3 +134,24 @@ def test_zero_initial_state_is_the_default():
     inputs = make_inputs(module, 2, 6)
     zero = torch.full((2, 3), -torch.inf, dtype=torch.float64)
     assert rel_err(module(**inputs, initial_state=zero), module(**inputs)) == 0.0
+
+
+@pytest.mark.parametrize("name", ["log_ssm", "tropical_ssm"])
+def test_minus_inf_inputs_give_finite_gradients(name):
+    """-inf injected terms on the zero initial state keep outputs at -inf there and every
+    gradient finite (log: zero-guarded softmax weights; max: ties split), in both backends."""
+    grads = []
+    for backend in ("reference", "chunked"):
+        module = load_zoo(name, backend, D=3)
+        module.chunk_size = 2
+        inputs = make_inputs(module, 1, 6, seed=4)
+        x = inputs["x"].detach().clone()
+        x[:, :3, 0] = -torch.inf
+        x.requires_grad_(True)
+        y = module(x=x, g=inputs["g"])
+        assert torch.equal(y[:, :3, 0], torch.full((1, 3), -torch.inf, dtype=y.dtype))
+        w = torch.randn(y.shape, generator=torch.Generator().manual_seed(0), dtype=y.dtype)
+        (g,) = torch.autograd.grad((torch.where(torch.isfinite(y), y, 0) * w).sum(), x)
+        assert torch.isfinite(g).all()
+        grads.append(g)
+    assert rel_err(grads[1], grads[0]) <= TOL

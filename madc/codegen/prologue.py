@@ -205,7 +205,7 @@ def _states(ir: ScanIR) -> list[dict]:
 
 def emit_prologue(ir: ScanIR, header: str) -> str:
     """The source of the package module `prologue.py` for `ir`."""
-    printer = TorchPrinter(ir)
+    printer = TorchPrinter(ir, guarded=True)
     varying = sorted([i.name for i in ir.inputs] + [t.name for t in ir.lets
                                                     if t.expr.varying])
     lead_names = "H, " if ir.heads else ""

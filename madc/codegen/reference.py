@@ -12,7 +12,7 @@ from madc.ir import ScanIR
 
 def emit_semiring(ir: ScanIR, header: str) -> str:
     """The source of the package module `semiring.py` for `ir.semiring`."""
-    spelling = SemiringSpelling(ir.semiring)
+    spelling = SemiringSpelling(ir.semiring, guarded=True)
     return render(
         "semiring.py.j2",
         header=header,
@@ -20,9 +20,10 @@ def emit_semiring(ir: ScanIR, header: str) -> str:
         zero=spelling.zero,
         one=spelling.one,
         is_real=spelling.is_real,
-        add=spelling.add("x", "y"),
-        mul=spelling.mul("x", "y"),
-        ssum=spelling.sum("x", "dim").replace("sr.fold(", "fold("),
+        logaddexp="add_is_logaddexp" in ir.semiring.facts,
+        add=spelling.add("x", "y").replace("sr.", ""),
+        mul=spelling.mul("x", "y").replace("sr.", ""),
+        ssum=spelling.sum("x", "dim").replace("sr.", ""),
     )
 
 

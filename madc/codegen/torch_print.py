@@ -125,7 +125,7 @@ class SemiringSpelling:
     """How the semiring's add, mul, sum and constants are written in torch, chosen from
     `Semiring.facts`. `generic` is True when no fact matched and the sympy form is used."""
 
-    def __init__(self, semiring):
+    def __init__(self, semiring, guarded: bool = False):
         self.semiring = semiring
         facts = semiring.facts
         self.is_real = "add_is_plus" in facts and "mul_is_times" in facts
@@ -133,6 +133,9 @@ class SemiringSpelling:
         self.one = float_literal(float(semiring.one))
         if "add_is_plus" in facts:
             self._add, self._sum = "({x} + {y})", "torch.sum({x}, dim={a})"
+        elif "add_is_logaddexp" in facts and guarded:
+            # the emitted semiring.py's versions: zero (not NaN) gradients at -inf (+) -inf
+            self._add, self._sum = "sr.logaddexp({x}, {y})", "sr.logsumexp({x}, {a})"
         elif "add_is_logaddexp" in facts:
             self._add, self._sum = "torch.logaddexp({x}, {y})", "torch.logsumexp({x}, dim={a})"
         elif "add_is_max" in facts:
@@ -173,7 +176,7 @@ class SemiringSpelling:
 def _fill(spelling: str, x: str, y: str) -> str:
     """A binary spelling with its operands; a function call's arguments lose their redundant
     parentheses (an infix spelling keeps them: they carry precedence)."""
-    if spelling.startswith("torch."):
+    if not spelling.startswith("("):
         x, y = strip_parens(x), strip_parens(y)
     return spelling.format(x=x, y=y)
 
@@ -203,12 +206,14 @@ def pad_axes(code: str, rank: int, extra: int) -> str:
 class TorchPrinter:
     """Prints IR expressions of one spec as torch source.
 
-    `names` maps a `Ref` to the source that reads it (default: its `py_name`). `lead` tells
-    which expressions carry leading axes; it defaults to `LeadInfo(ir)`."""
+    `names` maps a `Ref` to the source that reads it (default: its `py_name`). With
+    `guarded`, log-semiring sums are spelled with the emitted package's `sr.logaddexp` /
+    `sr.logsumexp` (zero gradients where every term is -inf) instead of torch's."""
 
-    def __init__(self, ir: ScanIR, names=None, shape_code: str | None = None):
+    def __init__(self, ir: ScanIR, names=None, shape_code: str | None = None,
+                 guarded: bool = False):
         self.ir = ir
-        self.sr = SemiringSpelling(ir.semiring)
+        self.sr = SemiringSpelling(ir.semiring, guarded=guarded)
         self.names = names or (lambda ref: py_name(ref.name))
         self.lead = LeadInfo(ir)
         # the full shape (as source) a `randn()`/`uniform()` in a param init fills

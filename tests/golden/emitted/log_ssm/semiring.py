@@ -19,7 +19,7 @@ IS_REAL = False
 
 def add(x, y):
     """x (+) y."""
-    return torch.logaddexp(x, y)
+    return logaddexp(x, y)
 
 
 def mul(x, y):
@@ -29,7 +29,56 @@ def mul(x, y):
 
 def ssum(x, dim):
     """(+)-reduction over `dim`."""
-    return torch.logsumexp(x, dim=dim)
+    return logsumexp(x, dim)
+
+
+class _LogAddExp(torch.autograd.Function):
+    """torch.logaddexp with softmax-weight gradients defined as 0 where the result is -inf
+    (both terms the log semiring's zero), instead of NaN."""
+
+    @staticmethod
+    def forward(ctx, x, y):
+        z = torch.logaddexp(x, y)
+        ctx.save_for_backward(x, y, z)
+        return z
+
+    @staticmethod
+    def backward(ctx, grad):
+        x, y, z = ctx.saved_tensors
+        dead = z == -float("inf")
+        safe = torch.where(dead, torch.zeros_like(z), z)
+        wx = torch.where(dead, torch.zeros_like(z), torch.exp(x - safe))
+        wy = torch.where(dead, torch.zeros_like(z), torch.exp(y - safe))
+        return (grad * wx).sum_to_size(x.shape), (grad * wy).sum_to_size(y.shape)
+
+
+class _LogSumExp(torch.autograd.Function):
+    """torch.logsumexp with the same zero-guarded softmax weights as `_LogAddExp`."""
+
+    @staticmethod
+    def forward(ctx, x, dim):
+        z = torch.logsumexp(x, dim=dim, keepdim=True)
+        ctx.save_for_backward(x, z)
+        ctx.dim = dim
+        return z.squeeze(dim)
+
+    @staticmethod
+    def backward(ctx, grad):
+        x, z = ctx.saved_tensors
+        dead = z == -float("inf")
+        safe = torch.where(dead, torch.zeros_like(z), z)
+        weights = torch.where(dead, torch.zeros_like(x), torch.exp(x - safe))
+        return grad.unsqueeze(ctx.dim) * weights, None
+
+
+def logaddexp(x, y):
+    """log(exp x + exp y); gradient 0 (not NaN) where both are -inf."""
+    return _LogAddExp.apply(x, y)
+
+
+def logsumexp(x, dim):
+    """log-sum-exp over `dim`; gradient 0 (not NaN) where every term is -inf."""
+    return _LogSumExp.apply(x, dim)
 
 
 def fold(x, dim):
