@@ -286,3 +286,19 @@ def test_fused_forward_matches_oracle(path, tmp_path):
                                   dims, None, cu, fused=False)
     for v, r in zip(outs + finals, outs2 + finals2):
         assert _rel_err(v, r) <= TOL
+
+
+@pytest.mark.parametrize("name", ["linear_scan", "log_scan", "tropical_scan"])
+def test_chunk_parallel_variant_matches_oracle(name, tmp_path):
+    ir, mod = _emit(os.path.join(ROOT, "examples", "scans", f"{name}.scan"), tmp_path)
+    g = torch.Generator().manual_seed(9)
+    a = torch.rand(1, 150, 3, generator=g, dtype=torch.float64)
+    a = a if name == "linear_scan" else a.log()
+    b = torch.randn(1, 150, 3, generator=g, dtype=torch.float64)
+    cu = torch.tensor([0, 100, 100, 150])
+    ref, _ = _run(mod, {"a": a.clone(), "b": b.clone()}, {}, {"D": 3}, None, cu, oracle=True)
+    with torch.no_grad():
+        outs, finals = mod.scan({"a": a.float(), "b": b.float()}, {}, {"D": 3}, None, cu,
+                                chunk_parallel=True, fused=False, chunk_size=16)
+    for v, r in zip(outs + finals, ref):
+        assert _rel_err(v, r) <= TOL
