@@ -19,7 +19,7 @@ from madc.fuzz_frontend import _POOL, _TOKEN, generate_spec, run_front_end_fuzz,
 from madc.verify import verify
 
 ZOO = zoo_sources()
-SETTINGS = settings(max_examples=120, deadline=None, derandomize=True,
+SETTINGS = settings(max_examples=200, deadline=None, derandomize=True,
                     suppress_health_check=[HealthCheck.too_slow])
 _RENDERED = re.compile(r"^(\S.*?): error\[E\d{4}\]: .+", re.M)
 
@@ -66,7 +66,7 @@ def test_token_edits_of_the_zoo(source, ops):
     _ends_well("".join(toks))
 
 
-@settings(SETTINGS, max_examples=60)
+@SETTINGS
 @given(st.sampled_from(ZOO), st.lists(st.tuples(st.integers(0, 10**6), st.integers(0, 10**6),
                                                 st.sampled_from(["del", "dup", "move"])),
                                       min_size=1, max_size=4))
