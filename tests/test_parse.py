@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -127,10 +128,18 @@ def test_unexpected_character_and_end_of_file():
 
 def test_installed_wheel_ships_the_grammar(tmp_path):
     """A non-editable install, run from another directory, finds the grammar as package data."""
+    # Build from a copy so the checkout gets no build/ or egg-info from this test.
+    src = tmp_path / "src"
+    ignore = shutil.ignore_patterns("__pycache__", "*.pyc")
+    for part in ("madc", "grammar", "codegen", "ops"):
+        if (ROOT / part).is_dir():
+            shutil.copytree(ROOT / part, src / part, ignore=ignore)
+    for part in ("pyproject.toml", "README.md"):
+        shutil.copy(ROOT / part, src / part)
     target = tmp_path / "site"
     build = subprocess.run(
         [sys.executable, "-m", "pip", "install", "--no-deps", "--no-build-isolation", "-q",
-         "--target", str(target), str(ROOT)], capture_output=True, text=True, timeout=120)
+         "--target", str(target), str(src)], capture_output=True, text=True, timeout=120)
     if build.returncode != 0:
         pytest.skip(f"cannot build the package here: {build.stderr[-300:]}")
     code = ("import madc.parse as p, importlib.resources as r;"
