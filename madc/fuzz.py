@@ -120,6 +120,10 @@ class Summary:
         return "\n".join(lines)
 
 
+class _OutOfTime(Exception):
+    """Raised inside phase 1 when `time_budget` is spent: stops generating."""
+
+
 class FuzzSetupError(Exception):
     """The candidate cannot be fuzzed at all (backend unavailable, bad options)."""
 
@@ -311,12 +315,14 @@ def case_strategy(plan: Plan, fixed_dims: dict):
 def fuzz(source: str, candidate: Candidate, *, examples: int = 50, seed: int = 0,
          dtypes: tuple | None = None, dims: dict | None = None, max_length: int = 300,
          out_dir: str | Path = "runs/fuzz", spec_path: str = "<source>",
-         shrink_seconds: float = 60.0, packed: bool = True, progress=None) -> Summary:
+         shrink_seconds: float = 60.0, packed: bool = True, time_budget: float | None = None,
+         progress=None) -> Summary:
     """Fuzz `candidate` against the float64 reference of the spec `source`.
 
     `dims` fixes dims (they are then not fuzzed; a `module_path` candidate never fuzzes dims);
     `dtypes` restricts the dtypes (default: every dtype the candidate runs); `packed=False`
-    leaves out `cu_seqlens` batches (for kernels without variable-length support). A failure is
+    leaves out `cu_seqlens` batches (for kernels without variable-length support);
+    `time_budget` (seconds) stops generating early, with a note, when it is spent. A failure is
     shrunk for at most `shrink_seconds` and written as a repro script to `out_dir`. Returns
     the `Summary` (also written to `out_dir/summary.json`). Raises CompileError for a bad spec
     and FuzzSetupError when the candidate cannot run.
@@ -354,12 +360,18 @@ def fuzz(source: str, candidate: Candidate, *, examples: int = 50, seed: int = 0
     @settings(phases=[Phase.generate], **common)
     @given(strategy)
     def explore(case: Case) -> None:
+        if time_budget is not None and time.monotonic() - started > time_budget:
+            raise _OutOfTime
         result = verdict(case)
         summary.record(case, result)
         if progress is not None:
             progress(summary, case, result)
 
-    explore()
+    try:
+        explore()
+    except _OutOfTime:
+        summary.notes.append(f"time budget of {time_budget:g}s spent after {summary.examples} "
+                             "examples")
     first = next((c for c, r in memo.items() if r.failed), None)
     if first is not None:
         stop_at = time.monotonic() + shrink_seconds
@@ -418,6 +430,8 @@ def add_fuzz_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-cu-seqlens", action="store_true",
                         help="leave out packed (cu_seqlens) batches")
     parser.add_argument("--shrink-seconds", type=float, default=60.0, metavar="S")
+    parser.add_argument("--time-budget", type=float, default=None, metavar="S",
+                        help="stop drawing new examples after S seconds (then shrink)")
     parser.add_argument("--out", default="runs/fuzz", metavar="DIR",
                         help="where repro scripts and summary.json go")
     parser.add_argument("--front-end", action="store_true",
@@ -484,6 +498,7 @@ def main_fuzz(args: argparse.Namespace) -> int:
                        dtypes=tuple(args.dtype) if args.dtype else None, dims=dims,
                        max_length=args.max_length, out_dir=args.out, spec_path=args.file,
                        shrink_seconds=args.shrink_seconds, packed=not args.no_cu_seqlens,
+                       time_budget=args.time_budget,
                        progress=progress)
     except CompileError as exc:
         print(exc.render(), file=err)

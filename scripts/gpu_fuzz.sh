@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Fuzz every accepted spec in ops/ with the Triton backend on CUDA: 200 examples each, in bf16
-# and in fp32; print one table row per spec and dtype. Exit 1 if any run failed.
+# and in fp32 (JOBS runs at a time, each capped at TIME_BUDGET seconds); print one table row
+# per spec and dtype. Exit 1 if any run failed.
 #   scripts/gpu_fuzz.sh [EXAMPLES] [OUT]       (defaults: 200, runs/gpu_fuzz; env PY)
 # On the device machine carry .whl (the lark wheel), as scripts/gpu_train.sh does.
 set -u
@@ -17,8 +18,24 @@ export PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH}
 "$PY" -c "import torch; print(torch.__version__, torch.cuda.get_device_name())"
 EXAMPLES=${1:-200}
 OUT=${2:-runs/gpu_fuzz}
+# Runs go JOBS at a time (the reference runs on the CPU, one thread each); each stops drawing
+# new examples after TIME_BUDGET seconds so the whole script fits one 10-minute device call.
+JOBS=${JOBS:-13}
+TIME_BUDGET=${TIME_BUDGET:-240}
+export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
 mkdir -p "$OUT"
-status=0
+
+run_one() {  # spec dtype
+    local name dir
+    name=$(basename "$1" .scan)
+    dir="$OUT/$name-$2"
+    "$PY" -m madc.cli fuzz "$1" --backend triton --device cuda --dtype "$2" \
+        --examples "$EXAMPLES" --seed 0 --time-budget "$TIME_BUDGET" --shrink-seconds 60 \
+        --out "$dir" >"$dir.log" 2>&1
+    echo $? >"$dir.rc"
+    echo "done $name $2 (exit $(cat "$dir.rc"))"
+}
+
 for spec in ops/*.scan; do
     name=$(basename "$spec" .scan)
     # Specs the checker refutes (exit 1) are not compiled, so not fuzzed.
@@ -28,14 +45,14 @@ for spec in ops/*.scan; do
         continue
     fi
     for dtype in bf16 fp32; do
-        dir="$OUT/$name-$dtype"
-        "$PY" -m madc.cli fuzz "$spec" --backend triton --device cuda --dtype "$dtype" \
-            --examples "$EXAMPLES" --seed 0 --out "$dir" >"$dir.log" 2>&1
-        rc=$?
-        echo "$rc" >"$dir.rc"
-        [ "$rc" -eq 0 ] || status=1
-        echo "done $name $dtype (exit $rc)"
+        while [ "$(jobs -rp | wc -l)" -ge "$JOBS" ]; do wait -n; done
+        run_one "$spec" "$dtype" &
     done
+done
+wait
+status=0
+for rc_file in "$OUT"/*.rc; do
+    [ "$(cat "$rc_file")" -eq 0 ] || status=1
 done
 "$PY" - "$OUT" <<'PYEOF'
 import json, sys
@@ -62,5 +79,7 @@ for rc_file in sorted(out.glob("*.rc")):
     print(f"{name:<20}{dtype:<6}{rc:>5}{s['examples']:>9}{s['failures']:>5}"
           f"{s['out_of_range']:>5}{cell('output'):>10}{cell('state'):>10}{cell('grad'):>10}"
           f"{s['seconds']:>7.0f}")
+    if s["shrunk_case"]:
+        print(f"    shrunk failure: {s['shrunk_case']}")
 PYEOF
 exit $status
