@@ -2,7 +2,8 @@
 # Fuzz every accepted spec in ops/ with the Triton backend on CUDA: 200 examples each, in bf16
 # and in fp32 (JOBS runs at a time, each capped at TIME_BUDGET seconds); print one table row
 # per spec and dtype. Exit 1 if any run failed.
-#   scripts/gpu_fuzz.sh [EXAMPLES] [OUT]       (defaults: 200, runs/gpu_fuzz; env PY)
+#   scripts/gpu_fuzz.sh [EXAMPLES] [OUT]   (defaults: 200, runs/gpu_fuzz; env PY, JOBS,
+#                                          TIME_BUDGET, SPECS="ops/a.scan ops/b.scan")
 # On the device machine carry .whl (the lark wheel), as scripts/gpu_train.sh does.
 set -u
 cd "$(dirname "$0")/.."
@@ -36,7 +37,7 @@ run_one() {  # spec dtype
     echo "done $name $2 (exit $(cat "$dir.rc"))"
 }
 
-for spec in ops/*.scan; do
+for spec in ${SPECS:-ops/*.scan}; do
     name=$(basename "$spec" .scan)
     # Specs the checker refutes (exit 1) are not compiled, so not fuzzed.
     "$PY" -m madc.cli check "$spec" >/dev/null 2>&1
