@@ -34,6 +34,10 @@ _TERMINAL_WORDS = {
 }
 
 
+_KEYWORDS = ("scan", "dims", "heads", "semiring", "input", "param", "let", "state", "readout",
+             "output")
+
+
 def grammar_text() -> str:
     """The grammar source: from the installed package data, or the repository's `grammar/`
     directory in an editable checkout."""
@@ -259,7 +263,26 @@ def _syntax_diagnostic(err: UnexpectedInput, path: str, source: str, p: Lark) ->
     if tok.type == "$END":
         return Diagnostic(span, "E0103", "unexpected end of file",
                           f"expected {_words(expected, p)}")
-    return Diagnostic(span, "E0101", message, f"expected {_words(expected, p)}")
+    hint = f"expected {_words(expected, p)}"
+    typo = _keyword_typo(source, line)
+    if typo is not None:
+        hint = f"did you mean `{typo}`? ({hint})"
+    return Diagnostic(span, "E0101", message, hint)
+
+
+def _keyword_typo(source: str, line: int) -> str | None:
+    """The keyword the first word of `line` was probably meant to be (`lett` -> `let`)."""
+    import difflib
+
+    lines = source.splitlines()
+    if not 1 <= line <= len(lines):
+        return None
+    words = lines[line - 1].split()
+    if len(words) < 2 or not words[0].isidentifier() or words[0] in _KEYWORDS \
+            or words[1] in ("=", "⊕"):
+        return None
+    close = difflib.get_close_matches(words[0], _KEYWORDS, n=1, cutoff=0.75)
+    return close[0] if close else None
 
 
 def _blank_line(source: str, line: int) -> str:

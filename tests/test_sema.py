@@ -277,3 +277,11 @@ def test_verify_checks_transition_size():
     wrong = dataclasses.replace(upd, transition=dataclasses.replace(upd.transition, size=4))
     with pytest.raises(IRError, match="does not match"):
         verify(dataclasses.replace(spec, updates=(wrong,)))
+
+
+def test_language_doc_names_every_builtin_and_constructor():
+    from madc.sema_expr import CONSTRUCTORS, REAL_CALLABLE
+
+    doc = (ROOT / "docs" / "language.md").read_text(encoding="utf-8")
+    missing = [n for n in sorted(REAL_CALLABLE | set(CONSTRUCTORS)) if n not in doc]
+    assert missing == []
