@@ -110,6 +110,9 @@ class _Sema:
         out, per_head = [], False
         for i, d in enumerate(dims):
             if isinstance(d.value, str):
+                entry = self.scope.get(d.value)
+                if entry is not None and entry.shape is None:
+                    raise Poisoned()  # a dim whose own declaration was refused
                 if d.value not in self.dims:
                     fail(d.span, "E0206", f"unknown dim `{d.value}` in the shape of {what}",
                          "declare it with `dims NAME = SIZE`")

@@ -285,3 +285,8 @@ def test_language_doc_names_every_builtin_and_constructor():
     doc = (ROOT / "docs" / "language.md").read_text(encoding="utf-8")
     missing = [n for n in sorted(REAL_CALLABLE | set(CONSTRUCTORS)) if n not in doc]
     assert missing == []
+
+
+def test_a_refused_dim_gives_no_knock_on_diagnostics():
+    src = "scan t\ndims D = 0\ninput x : [D]\nstate h : [D]\nh = h + x\nreadout y = h\n"
+    assert _codes(src) == ["E0210"]
