@@ -237,3 +237,54 @@ def test_generic_semiring_from_its_sympy_definition(backend):
         h = ((a[:, t] * h) ** 3 + b[:, t] ** 3) ** (1 / 3)
         ys.append((h ** 3).sum(-1) ** (1 / 3))
     assert rel_err(module(**inp), torch.stack(ys, 1)) <= 1e-12
+
+
+def test_mamba2_ssd_per_head_scalars_against_a_loop():
+    """Per-head params [H] against per-token scalars [] and vectors [P] (leading-axis
+    alignment of different per-token ranks)."""
+    module = load_zoo("mamba2_ssd", H=2, N=3, P=4)
+    inp = make_inputs(module, 2, 6, seed=9)
+    p = {n: v.detach() for n, v in module.named_parameters()}
+    delta = F.softplus(inp["dt"] + p["dt_bias"])                      # [B, T, H]
+    a = torch.exp(-delta * torch.exp(p["A_log"]))
+    xd = delta[..., None] * inp["x"]                                   # [B, T, H, P]
+    S = torch.zeros(2, 2, 3, 4, dtype=torch.float64)
+    ys = []
+    for t in range(6):
+        S = a[:, t, :, None, None] * S + inp["B"][:, t, :, :, None] * xd[:, t, :, None, :]
+        ys.append((inp["C"][:, t, :, :, None] * S).sum(-2) + p["D_skip"][:, None] * inp["x"][:, t])
+    assert rel_err(module(**inp), torch.stack(ys, 1)) <= TOL
+
+
+def test_mlstm_two_states_against_a_loop():
+    module = load_zoo("mlstm", H=2, K=3, V=2)
+    inp = make_inputs(module, 1, 7, seed=10)
+    fg, ig = torch.sigmoid(inp["f"]), torch.exp(inp["i"])              # [B, T, H]
+    ks = inp["k"] * 3 ** -0.5
+    C = torch.zeros(1, 2, 3, 2, dtype=torch.float64)
+    n = torch.zeros(1, 2, 3, dtype=torch.float64)
+    ys = []
+    for t in range(7):
+        f, i = fg[:, t, :, None], ig[:, t, :, None]
+        C = f[..., None] * C + i[..., None] * ks[:, t, :, :, None] * inp["v"][:, t, :, None, :]
+        n = f * n + i * ks[:, t]
+        q = inp["q"][:, t]
+        num, den = (q[..., None] * C).sum(-2), (q * n).sum(-1)
+        ys.append(num / torch.clamp(den.abs(), min=1)[..., None])
+    y, (C_out, n_out) = module(**inp, return_state=True)
+    assert rel_err(y, torch.stack(ys, 1)) <= TOL
+    assert rel_err((C_out, n_out), (C, n)) <= TOL
+
+
+def test_gated_gla_against_a_loop():
+    """GLA with fla's conventions (log-space gate on K, q scaled by K^-1/2) and an output gate."""
+    module = load_zoo("gated_gla", H=2, K=3, V=2)
+    inp = make_inputs(module, 2, 6, seed=12)
+    S = torch.zeros(2, 2, 3, 2, dtype=torch.float64)
+    ys = []
+    for t in range(6):
+        S = (torch.exp(inp["g"][:, t, :, :, None]) * S
+             + inp["k"][:, t, :, :, None] * inp["v"][:, t, :, None, :])
+        o = ((inp["q"][:, t] * 3 ** -0.5)[..., None] * S).sum(-2)
+        ys.append(torch.sigmoid(inp["z"][:, t]) * o)
+    assert rel_err(module(**inp), torch.stack(ys, 1)) <= TOL
