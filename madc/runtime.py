@@ -37,6 +37,11 @@ class PromotionWarning(UserWarning):
     """A non-closed transition class was compiled as dense (`allow_promotion=True`)."""
 
 
+class UnprovenWarning(UserWarning):
+    """An algebra check was neither proved nor refuted (a numeric search found no
+    counterexample): the spec is compiled, as `madc check` without `--strict` allows."""
+
+
 def check_algebra(ir, allow_promotion: bool = False) -> None:
     """Refuse a spec with a refuted algebra check. A refuted closure check is allowed with
     `allow_promotion` (the class is then scanned as dense, with a `PromotionWarning`)."""
@@ -48,6 +53,9 @@ def check_algebra(ir, allow_promotion: bool = False) -> None:
     spans = {f"closure.{u.state}": u for u in ir.updates}
     refused = []
     for check in report.checks:
+        if check.verdict == "unproven":
+            warnings.warn(f"{ir.path}: {check.name} is unproven ({check.detail})",
+                          UnprovenWarning, stacklevel=3)
         if check.verdict != "refuted":
             continue
         update = spans.get(check.name)

@@ -161,3 +161,16 @@ def test_codegen_refusal_is_a_compile_error():
         rt.emit_or_refuse(bad)
     assert err.value.codes() == ["E0902"]
     assert "needs the real semiring" in err.value.render()
+
+
+def test_unproven_check_warns(monkeypatch):
+    """An unproven verdict compiles with a warning (as `madc check` without --strict)."""
+    import madc.algebra as algebra
+    from madc.algebra_verdict import Check, Report
+
+    ir = load_spec(str(REPO / "ops" / "hgrn.scan"))
+    unproven = Report(ir.name, ir.path, (Check("semiring.add_assoc", "unproven", None,
+                                               "no counterexample in 1000 trials"),))
+    monkeypatch.setattr(algebra, "check_ir", lambda _ir: unproven)
+    with pytest.warns(rt.UnprovenWarning, match="semiring.add_assoc is unproven"):
+        rt.check_algebra(ir)
