@@ -8,6 +8,7 @@ the package by file path under a unique module name -> instantiate its module cl
 from __future__ import annotations
 
 import importlib.util
+import os
 import sys
 import warnings
 from pathlib import Path
@@ -125,6 +126,8 @@ def load_package(path_or_source, *, allow_promotion: bool = False):
     ir = load_spec(path_or_source)
     check_algebra(ir, allow_promotion)
     package_dir = compile_to_cache(ir)
+    if os.environ.get("MADC_DEBUG"):
+        print(f"[madc] runtime: package {package_dir}", file=sys.stderr)
     unique = f"madc_generated.{package_dir.parent.name.replace('-', '_')}"
     if "madc_generated" not in sys.modules:
         import types
