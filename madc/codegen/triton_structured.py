@@ -34,6 +34,7 @@ from madc.codegen.triton_structured_torch import (
     constant,
     semiring_facts_supported,
     semiring_helpers,
+    wrap,
 )
 
 __all__ = ["supports", "why_unsupported", "emit", "layout_of", "UnsupportedError"]
@@ -151,23 +152,33 @@ def _shape_src(shape) -> str:
 
 def _function(name: str, doc: str, body: list) -> str:
     lines = [f"def {name}(env, dims, like):", f'    """{doc}"""']
-    lines += ["    " + line for line in body] or ["    pass"]
+    for line in body:
+        lines += wrap("    " + line)
+    if not body:
+        lines.append("    pass")
     return "\n".join(lines)
+
+
+def _table(name: str, items: list) -> str:
+    """`NAME = {k: v, ...}`, one entry per line when it does not fit on one."""
+    one = f"{name} = {{{', '.join(items)}}}"
+    if len(one) <= 100:
+        return one
+    return "\n".join([f"{name} = {{"] + [f"    {item}," for item in items] + ["}"])
 
 
 def _spec_code(scan_ir: ir.ScanIR) -> str:
     """The generated, spec-specific torch code: tables, prologue, factors, readouts."""
     lead = LeadInfo(scan_ir)
     real, semi = TorchPrinter(lead, semiring_ok=False), TorchPrinter(lead, semiring_ok=True)
-    inputs = ", ".join(f"{i.name!r}: {tuple(i.shape)!r}" for i in scan_ir.inputs)
-    params = ", ".join(f"{p.name!r}: ({tuple(p.shape)!r}, {p.per_head})"
-                       for p in scan_ir.params)
+    inputs = [f"{i.name!r}: {tuple(i.shape)!r}" for i in scan_ir.inputs]
+    params = [f"{p.name!r}: ({tuple(p.shape)!r}, {p.per_head})" for p in scan_ir.params]
     parts = [
         f"NAME = {scan_ir.name!r}",
         f"DIMS = {dict(scan_ir.dims)!r}",
         f"HEADS = {scan_ir.heads!r}",
-        f"INPUTS = {{{inputs}}}",
-        f"PARAMS = {{{params}}}",
+        _table("INPUTS", inputs),
+        _table("PARAMS", params),
         f"OUTPUTS = {tuple(o.name for o in scan_ir.outputs)!r}",
         "",
         "",

@@ -132,6 +132,39 @@ def _vecmat(x, y):
 '''
 
 
+def bare(code: str) -> str:
+    """`code` without one pair of parentheses enclosing all of it (for call arguments)."""
+    if not (code.startswith("(") and code.endswith(")")):
+        return code
+    depth = 0
+    for k, ch in enumerate(code):
+        depth += {"(": 1, ")": -1}.get(ch, 0)
+        if depth == 0 and k < len(code) - 1:
+            return code
+    return code[1:-1]
+
+
+def wrap(line: str, width: int = 100) -> list:
+    """Split a long generated line after the commas of its outermost open bracket, with
+    continuation lines aligned under that bracket (as a formatter would)."""
+    if len(line) <= width:
+        return [line]
+    depth, best, opener = 0, None, None
+    stack = []
+    for k, ch in enumerate(line):
+        if ch in "([{":
+            stack.append(k)
+        elif ch in ")]}":
+            stack.pop()
+        elif ch == "," and stack and k < width - 1:
+            if best is None or len(stack) <= depth:
+                depth, best, opener = len(stack), k, stack[-1]
+    if best is None:
+        return [line]
+    head, rest = line[:best + 1], line[best + 1:].lstrip()
+    return [head] + wrap(" " * (opener + 1) + rest, width)
+
+
 class TorchPrinter:
     """Prints `madc.ir` expressions as torch source. Names resolve through `env[...]`
     (inputs, params, lets, states, readouts) and `dims[...]`; `like` is a tensor giving
@@ -194,11 +227,11 @@ class TorchPrinter:
     def _print_Call(self, node: ir.Call) -> str:
         fn, args = node.fn, node.args
         if fn in _UNARY:
-            return f"{_UNARY[fn]}({self(args[0])})"
+            return f"{_UNARY[fn]}({bare(self(args[0]))})"
         if fn == "neg":
             return f"(-{self(args[0])})"
         if fn in _REDUCE:
-            return f"{_REDUCE[fn]}({self(args[0])}, dim={node.axis})"
+            return f"{_REDUCE[fn]}({bare(self(args[0]))}, dim={node.axis})"
         rank = len(node.shape)
         if fn in ("maximum", "minimum"):
             return f"_{fn}({self.aligned(args[0], rank)}, {self.aligned(args[1], rank)})"
