@@ -11,9 +11,13 @@ from . import prologue
 from . import semiring as sr
 
 
-def _at(x, t):
-    """Token t of a LEAD-normalised tensor (time axis of size 1 when static)."""
-    return x[:, t] if x.shape[1] != 1 else x[:, 0]
+def _tokens(x, total):
+    """A LEAD-normalised tensor split into its tokens (dim 1). One `unbind` rather than a
+    slice per step: the backward then stacks the gradients once instead of building a
+    full-size zero tensor per token."""
+    if x.shape[1] == 1:
+        return [x[:, 0]] * total
+    return x.unbind(1)
 
 
 def _segments(total, cu_seqlens):
@@ -48,8 +52,12 @@ def scan(inputs, params, dims, initial_state=None, cu_seqlens=None, **options):
     env = prologue.lets(inputs, params, dims)
     like = next(iter(inputs.values()))
     batch, total = like.shape[0], like.shape[1]
-    factors = prologue.transitions(env, dims)
-    injected = prologue.injects(env, dims)
+    factors = {name: tuple((kind, tuple(_tokens(a, total) for a in args))
+                           for kind, args in value)
+               for name, value in prologue.transitions(env, dims).items()}
+    injected = {name: None if value is None else _tokens(value, total)
+                for name, value in prologue.injects(env, dims).items()}
+    tokens = {key: value.unbind(1) for key, value in env.items() if key in prologue.VARYING}
     starts = _initial_states(initial_state, batch, dims, like)
     steps = {name: [] for name in prologue.READOUTS}
     finals = {name: [] for name in prologue.STATES}
@@ -58,13 +66,12 @@ def scan(inputs, params, dims, initial_state=None, cu_seqlens=None, **options):
              for name, value in starts.items()}
         for t in range(begin, end):
             for name, (_, side, rank, acted) in prologue.STATES.items():
-                step = tuple((kind, tuple(_at(a, t) for a in args))
-                             for kind, args in factors[name])
+                step = tuple((kind, tuple(a[t] for a in args)) for kind, args in factors[name])
                 value = sr.apply_transition(step, h[name], side, rank, acted)
                 if injected[name] is not None:
-                    value = sr.add(value, _at(injected[name], t))
+                    value = sr.add(value, injected[name][t])
                 h[name] = value
-            env_t = {key: (value[:, t] if key in prologue.VARYING else value)
+            env_t = {key: (tokens[key][t] if key in tokens else value)
                      for key, value in env.items()}
             for name, value in prologue.readouts(env_t, h, dims).items():
                 steps[name].append(value)

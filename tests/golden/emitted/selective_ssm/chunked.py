@@ -16,11 +16,15 @@ from . import semiring as sr
 CHUNK_SIZE = 64
 
 
-def _window(x, begin, end):
-    """Tokens [begin, end) of a LEAD-normalised tensor, the time axis expanded when static."""
+def _split(x, sizes, expand):
+    """A LEAD-normalised tensor cut along time into consecutive windows of `sizes` tokens
+    (one `split`, so the backward joins the pieces once). A static tensor (time axis of size
+    1) is repeated, expanded to each window's length when `expand`."""
     if x.shape[1] == 1:
-        return x.expand(x.shape[0], end - begin, *x.shape[2:])
-    return x[:, begin:end]
+        if expand:
+            return [x.expand(x.shape[0], n, *x.shape[2:]) for n in sizes]
+        return [x] * len(sizes)
+    return list(x.split(sizes, dim=1))
 
 
 def _segments(total, cu_seqlens):
@@ -30,21 +34,19 @@ def _segments(total, cu_seqlens):
     return list(zip(bounds[:-1], bounds[1:]))
 
 
-def _operator(name, factors, begin, end, like, rank):
-    """The window's transitions as ("coeff", c) / ("matrix", M) / ("identity", None); `like`
+def _operator(name, factors, length, like, rank):
+    """A window's transitions as ("coeff", c) / ("matrix", M) / ("identity", None); `like`
     is the state with its acted axes merged, of per-token rank `rank`."""
     side = prologue.STATES[name][1]
     if side == "elementwise":
         if not factors:
             return "identity", None
         (_, (coeff,)), = factors
-        return "coeff", _window(coeff, begin, end)
-    window = tuple((kind, tuple(a if a.shape[1] == 1 else a[:, begin:end] for a in args))
-                   for kind, args in factors)
+        return "coeff", coeff
     n = like.shape[-rank] if side == "left" else like.shape[-1]
-    matrix = sr.densify(window, side, n, like)
+    matrix = sr.densify(factors, side, n, like)
     if matrix.shape[1] == 1:
-        matrix = matrix.expand(matrix.shape[0], end - begin, *matrix.shape[2:])
+        matrix = matrix.expand(matrix.shape[0], length, *matrix.shape[2:])
     return "matrix", matrix
 
 
@@ -88,16 +90,16 @@ def _initial_states(initial_state, batch, dims, like):
                              device=like.device) for name in prologue.STATES}
 
 
-def _chunk(name, factors, injected, h, begin, end, like):
-    """States of tokens [begin, end) of one state, from the state h before `begin`."""
+def _chunk(name, factors, injected, h, length, like):
+    """States of one window of `length` tokens of one state, from the state h before it."""
     _, side, rank, acted = prologue.STATES[name]
     merged, rank_m = sr.merge(h, side, rank, acted)
-    kind, a = _operator(name, factors, begin, end, merged, rank_m)
-    shape = (h.shape[0], end - begin) + h.shape[1:]
+    kind, a = _operator(name, factors, length, merged, rank_m)
+    shape = (h.shape[0], length) + h.shape[1:]
     if injected is None:
         b = torch.full(shape, sr.ZERO, dtype=like.dtype, device=like.device)
     else:
-        b = _window(injected, begin, end).expand(shape)
+        b = injected.expand(shape)
     b = sr.merge(b, side, rank, acted)[0]
     axis = -rank_m if side in ("left", "elementwise") else -1
     a, b = _scan_window(kind, a, b, axis, rank_m)
@@ -126,23 +128,37 @@ def scan(inputs, params, dims, initial_state=None, cu_seqlens=None, chunk_size=N
     env = prologue.lets(inputs, params, dims)
     like = next(iter(inputs.values()))
     batch, total = like.shape[0], like.shape[1]
-    factors = prologue.transitions(env, dims)
-    injected = prologue.injects(env, dims)
+    segments = _segments(total, cu_seqlens)
+    sizes = [min(size, end - first) for begin, end in segments
+             for first in range(begin, end, size)]
+    # every per-token tensor cut into the windows once, in window order
+    factors = {name: tuple((kind, tuple(_split(a, sizes, kind == "coeff") for a in args))
+                           for kind, args in value)
+               for name, value in prologue.transitions(env, dims).items()}
+    injected = {name: None if value is None else _split(value, sizes, True)
+                for name, value in prologue.injects(env, dims).items()}
+    env_pieces = {key: value.split(sizes, dim=1) for key, value in env.items()
+                  if key in prologue.VARYING}
     starts = _initial_states(initial_state, batch, dims, like)
     pieces = {name: [] for name in prologue.READOUTS}
     finals = {name: [] for name in prologue.STATES}
-    for i, (begin, end) in enumerate(_segments(total, cu_seqlens)):
+    window = 0
+    for i, (begin, end) in enumerate(segments):
         h = {name: value if cu_seqlens is None else value[i:i + 1]
              for name, value in starts.items()}
-        for first in range(begin, end, size):
-            last = min(first + size, end)
-            seq = {name: _chunk(name, factors[name], injected[name], h[name], first, last, like)
-                   for name in prologue.STATES}
-            env_w = {key: (value[:, first:last] if key in prologue.VARYING else value)
+        for _ in range(begin, end, size):
+            seq = {}
+            for name in prologue.STATES:
+                step = tuple((kind, tuple(p[window] for p in args))
+                             for kind, args in factors[name])
+                inject = None if injected[name] is None else injected[name][window]
+                seq[name] = _chunk(name, step, inject, h[name], sizes[window], like)
+            env_w = {key: (env_pieces[key][window] if key in env_pieces else value)
                      for key, value in env.items()}
             for name, value in prologue.readouts(env_w, seq, dims).items():
                 pieces[name].append(value)
             h = {name: value[:, -1] for name, value in seq.items()}
+            window += 1
         for name in prologue.STATES:
             finals[name].append(h[name])
     read = {name: torch.cat(values, dim=1) for name, values in pieces.items()}
