@@ -443,9 +443,10 @@ def test_row_blocks_accumulate_the_tile_gradient(name, tmp_root):
 
 @pytest.mark.parametrize("name", ["oscillatory_ssm", "pd_ssm", "deltanet", "trop_dense",
                                   "log_block_right", "minplus_circ_heads"])
-def test_chunk_parallel_forward(name, tmp_root):
+def test_chunk_parallel(name, tmp_root):
     """Chunk-parallel forward (chunk transitions from the identity, a carry pass, a rerun)
-    with chunks that do not divide T, packed sequences and an empty sequence."""
+    and, in the real semiring, backward (chunk adjoint maps, a reverse carry, a rerun), with
+    chunks that do not divide T, packed sequences and an empty sequence."""
     oracle, tri = _oracle(name, tmp_root)
     dims = _dims(_PACKAGES[name][0])
     _check(name, oracle, tri, dims, B=2, T=7, initial=True, seed=61, chunk_size=3)
