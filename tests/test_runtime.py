@@ -174,3 +174,15 @@ def test_unproven_check_warns(monkeypatch):
     monkeypatch.setattr(algebra, "check_ir", lambda _ir: unproven)
     with pytest.warns(rt.UnprovenWarning, match="semiring.add_assoc is unproven"):
         rt.check_algebra(ir)
+
+
+def test_chunked_module_traces_without_graph_breaks():
+    """torch.compile sees one graph: validation and the backend call trace through (the
+    backend module is imported at construction, not in forward)."""
+    import torch._dynamo as dynamo
+
+    module = rt.load(str(REPO / "ops" / "oscillatory_ssm.scan"), backend="chunked", P=2)
+    x = _inputs(module, batch=1, length=5)
+    explained = dynamo.explain(module)(**x)
+    assert explained.graph_break_count == 0, explained.break_reasons
+    dynamo.reset()

@@ -29,6 +29,17 @@ BACKENDS = ("reference", "chunked")
 TRITON_MODULE = None
 
 
+# backend modules imported so far (imported at construction, so a torch.compile'd forward
+# never meets an import)
+_LOADED = {}
+
+
+def _module(name):
+    if name not in _LOADED:
+        _LOADED[name] = importlib.import_module(f"{__name__}.{name}")
+    return _LOADED[name]
+
+
 class InputError(ValueError):
     """A wrong input name, shape, dtype or device (madc.load rebinds it to madc.InputError)."""
 
@@ -104,6 +115,12 @@ class LogSsm(nn.Module):
         self.state_shapes = OrderedDict((n, _sizes(s, dims)) for n, s in STATES.items())
         for name, value in prologue.init_params(dims).items():
             self.register_parameter(name, nn.Parameter(value))
+        if backend == "auto":
+            _module("chunked" if "chunked" in BACKENDS else "reference")
+            if TRITON_MODULE and torch.cuda.is_available():
+                _module(TRITON_MODULE)
+        else:
+            _module(TRITON_MODULE if backend == "triton" else backend)
 
     def extra_repr(self):
         dims = ", ".join(f"{k}={v}" for k, v in self.dims.items())
@@ -114,8 +131,7 @@ class LogSsm(nn.Module):
         if choice == "auto":
             fallback = "chunked" if "chunked" in BACKENDS else "reference"
             choice = "triton" if device.type == "cuda" and TRITON_MODULE else fallback
-        name = TRITON_MODULE if choice == "triton" else choice
-        return importlib.import_module(f"{__name__}.{name}"), choice
+        return _module(TRITON_MODULE if choice == "triton" else choice), choice
 
     def _bind(self, args, kwargs):
         if len(args) > len(INPUTS):
