@@ -55,6 +55,9 @@ def compile_spec(path_or_source, out_dir, dims: dict | None = None, backends=("a
                              f"{', '.join(known) or 'no dims'}")
     check_algebra(ir, allow_promotion)
     files = emit_or_refuse(ir, backends=chosen, dims=dims)
+    if "triton" in backends and not any(name.startswith("triton_") for name in files):
+        raise ValueError(f"--backend triton: no Triton code generator supports {ir.name!r} "
+                         f"(its form or semiring); the PyTorch backends do")
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     target = out_dir / ir.name

@@ -138,3 +138,12 @@ def test_templates_ship_as_package_data():
     assert {"init.py.j2", "prologue.py.j2", "semiring.py.j2", "reference.py.j2",
             "chunked.py.j2"} <= names
     assert Path(REPO / "codegen").is_dir()
+
+
+def test_explicit_triton_backend_needs_a_generator(tmp_path, monkeypatch, capsys):
+    import madc.codegen.package as package
+
+    monkeypatch.setattr(package, "triton_generator", lambda ir: None)
+    assert main_compile([str(REPO / "ops" / "hgrn.scan"), "-o", str(tmp_path),
+                         "--backend", "triton"]) == 2
+    assert "no Triton code generator supports 'hgrn'" in capsys.readouterr().err
