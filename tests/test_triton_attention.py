@@ -123,6 +123,11 @@ def test_split_value_blocks(spec, monkeypatch):
     _compare(spec, B=1 if cu is not None else 2, T=40, cu=cu, small={"V": 32})
 
 
+def test_key_blocks():
+    """K wider than the state kernel's key block (80 = 64 + a masked 16)."""
+    _compare("ops/gla.scan", B=1, T=20, small={"K": 80})
+
+
 def test_strong_decay_takes_exact_path():
     """Per-chunk log-decay spans far beyond SPAN_MAX use exact pairwise decays."""
     _compare("ops/gla.scan", log_gate=40.0)
