@@ -186,3 +186,10 @@ def test_chunked_module_traces_without_graph_breaks():
     explained = dynamo.explain(module)(**x)
     assert explained.graph_break_count == 0, explained.break_reasons
     dynamo.reset()
+
+
+def test_triton_on_cpu_without_interpreter_is_a_clear_error(monkeypatch):
+    module = rt.load(str(REPO / "ops" / "hgrn.scan"), backend="triton", D=2)
+    monkeypatch.delenv("TRITON_INTERPRET", raising=False)
+    _error(module, r"backend=.triton. needs CUDA tensors \(or TRITON_INTERPRET=1",
+           **_inputs(module))

@@ -8,6 +8,7 @@ the output (a tuple in declaration order when there are several) and, with
 """
 
 import importlib
+import os
 from collections import OrderedDict
 
 import torch
@@ -131,6 +132,10 @@ class Gla(nn.Module):
         if choice == "auto":
             fallback = "chunked" if "chunked" in BACKENDS else "reference"
             choice = "triton" if device.type == "cuda" and TRITON_MODULE else fallback
+        if choice == "triton" and device.type != "cuda" and not os.environ.get(
+                "TRITON_INTERPRET"):
+            _fail(f"backend='triton' needs CUDA tensors (or TRITON_INTERPRET=1 to run the "
+                  f"kernels in Triton's interpreter), got tensors on {device}")
         return _module(TRITON_MODULE if choice == "triton" else choice), choice
 
     def _bind(self, args, kwargs):
