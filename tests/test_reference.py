@@ -288,3 +288,26 @@ def test_gated_gla_against_a_loop():
         o = ((inp["q"][:, t] * 3 ** -0.5)[..., None] * S).sum(-2)
         ys.append(torch.sigmoid(inp["z"][:, t]) * o)
     assert rel_err(module(**inp), torch.stack(ys, 1)) <= TOL
+
+
+def test_spec_names_that_shadow_emitted_locals():
+    """Spec names such as `out`, `like`, `env` or `shape` are renamed in emitted code."""
+    source = """scan clash
+dims D = 2
+semiring real
+input like : [D]
+input env : [D]
+let out = sigmoid(env)
+let shape = like * 2
+state h : [D]
+h = out * h + shape
+readout value = out * h
+"""
+    module = rt.load(source, backend="chunked", chunk_size=2).double()
+    inp = make_inputs(module, 1, 5)
+    a, b = torch.sigmoid(inp["env"]), 2 * inp["like"]
+    h, ys = torch.zeros(1, 2, dtype=torch.float64), []
+    for t in range(5):
+        h = a[:, t] * h + b[:, t]
+        ys.append(a[:, t] * h)
+    assert rel_err(module(**inp), torch.stack(ys, 1)) <= TOL

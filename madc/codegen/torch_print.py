@@ -53,7 +53,8 @@ class CodegenError(Exception):
 RESERVED = frozenset(
     {"torch", "F", "sr", "prologue", "inputs", "params", "dims", "env", "states", "readouts",
      "dtype", "device", "math", "float", "int", "len", "range", "tuple", "dict", "list",
-     "min", "max", "sum", "abs", "lead", "step", "h"}
+     "min", "max", "sum", "abs", "lead", "step", "h", "out", "like", "shape", "value", "fill",
+     "hardmax", "hardsign"}
 )
 
 
