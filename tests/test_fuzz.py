@@ -196,6 +196,7 @@ def test_fuzz_chunked_ci_sized(spec, tmp_path, capsys):
 
 
 @pytest.mark.slow
+@pytest.mark.skipif(os.environ.get("MADC_SLOW") != "1", reason="slow: set MADC_SLOW=1")
 @pytest.mark.parametrize("spec", ACCEPTED)
 def test_fuzz_chunked_50_examples(spec, tmp_path, capsys):
     rc, printed = _fuzz([str(OPS / f"{spec}.scan"), "--backend", "chunked", "--device", "cpu",
