@@ -311,3 +311,100 @@ readout value = out * h
         h = a[:, t] * h + b[:, t]
         ys.append(a[:, t] * h)
     assert rel_err(module(**inp), torch.stack(ys, 1)) <= TOL
+
+
+_SIDES = """scan sides
+dims K = 3, V = 2
+semiring real
+input M : [V, V]
+input L : [K, K]
+input c : [K]
+input k : [K]
+input v : [V]
+input x : [K]
+state S : [K, V]
+state R : [K, V]
+state g : [K]
+S = S @ dense(M) + outer(k, v)
+R = dense(L) @ R + outer(k, v)
+g = g @ circulant(c) + x
+readout s = S
+readout r = R
+readout y = g
+"""
+
+
+@pytest.mark.parametrize("backend", ["reference", "chunked"])
+def test_right_and_left_matrix_transitions(backend):
+    """h @ A acts on the state's last axis, A @ h on its first (matrix and vector states)."""
+    module = rt.load(_SIDES, backend=backend, chunk_size=3).double()
+    inp = make_inputs(module, 2, 7, seed=13)
+    S = torch.zeros(2, 3, 2, dtype=torch.float64)
+    R = torch.zeros(2, 3, 2, dtype=torch.float64)
+    g = torch.zeros(2, 3, dtype=torch.float64)
+    want = ([], [], [])
+    for t in range(7):
+        kv = inp["k"][:, t, :, None] * inp["v"][:, t, None, :]
+        S = S @ inp["M"][:, t] + kv
+        R = inp["L"][:, t] @ R + kv
+        g = (g[:, None, :] @ _circulant(inp["c"][:, t]))[:, 0] + inp["x"][:, t]
+        for acc, value in zip(want, (S, R, g)):
+            acc.append(value)
+    got = module(**inp)
+    assert rel_err(got, tuple(torch.stack(w, 1) for w in want)) <= TOL
+
+
+_TROPICAL_MATRICES = """scan tmat
+dims N = 4
+semiring tropical
+input W : [N, N]
+input U : [N, N]
+input x : [N]
+let Q = hardmax(U, axis=0)
+state d : [N]
+state p : [N]
+d = dense(W) @ d + x
+p = onehot(Q) @ p + x
+readout yd = d
+readout yp = p
+"""
+
+
+@pytest.mark.parametrize("backend", ["reference", "chunked"])
+def test_matrix_classes_in_the_tropical_semiring(backend):
+    """(W (x) h)_i = max_j W_ij + h_j; a 0/1 factor selects (its zeros are -inf)."""
+    module = rt.load(_TROPICAL_MATRICES, backend=backend, chunk_size=3).double()
+    inp = make_inputs(module, 2, 6, seed=14)
+    W, x = inp["W"], inp["x"]
+    pick = F.one_hot(inp["U"].argmax(-2), 4).transpose(-1, -2).bool()   # [B, T, i, j]
+    d = torch.full((2, 4), -torch.inf, dtype=torch.float64)
+    p = d.clone()
+    want_d, want_p = [], []
+    for t in range(6):
+        d = torch.maximum((W[:, t] + d[:, None, :]).amax(-1), x[:, t])
+        sel = torch.where(pick[:, t], p[:, None, :], torch.tensor(-torch.inf, dtype=p.dtype))
+        p = torch.maximum(sel.amax(-1), x[:, t])
+        want_d.append(d)
+        want_p.append(p)
+    got = module(**inp)
+    assert rel_err(got, (torch.stack(want_d, 1), torch.stack(want_p, 1))) <= TOL
+
+
+_LOG_BLOCKS = """scan lblocks
+dims P = 2
+semiring log
+input M : [P, 2, 2]
+input x : [P, 2]
+state h : [P, 2]
+h = block_diag(M) @ h + x
+readout y = h
+"""
+
+
+@pytest.mark.parametrize("backend", ["reference", "chunked"])
+def test_block_diagonal_in_the_log_semiring(backend):
+    """log semiring: exp of the scan is the real scan of exp'd blocks and terms."""
+    module = rt.load(_LOG_BLOCKS, backend=backend, chunk_size=2).double()
+    inp = make_inputs(module, 2, 6, seed=15)
+    ys, _ = _dense_loop(_blockdiag(inp["M"].exp()), inp["x"].exp().reshape(2, 6, 4))
+    assert rel_err(module(**inp), ys.log().reshape(2, 6, 2, 2)) <= TOL
