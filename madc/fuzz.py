@@ -362,7 +362,10 @@ def fuzz(source: str, candidate: Candidate, *, examples: int = 50, seed: int = 0
     def explore(case: Case) -> None:
         if time_budget is not None and time.monotonic() - started > time_budget:
             raise _OutOfTime
+        fresh = case not in memo
         result = verdict(case)
+        if not fresh:  # hypothesis may draw a case twice: count distinct examples only
+            return
         summary.record(case, result)
         if progress is not None:
             progress(summary, case, result)
