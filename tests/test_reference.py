@@ -408,3 +408,27 @@ def test_block_diagonal_in_the_log_semiring(backend):
     inp = make_inputs(module, 2, 6, seed=15)
     ys, _ = _dense_loop(_blockdiag(inp["M"].exp()), inp["x"].exp().reshape(2, 6, 4))
     assert rel_err(module(**inp), ys.log().reshape(2, 6, 2, 2)) <= TOL
+
+
+_TOEPLITZ = """scan toep
+semiring real
+input c : [5]
+input x : [3]
+state a : [3]
+state b : [3]
+a = toeplitz(c) @ a + x
+b = b @ toeplitz(c) + x
+readout ya = a
+readout yb = b
+"""
+
+
+def test_toeplitz_both_sides():
+    with pytest.warns(rt.PromotionWarning, match="toeplitz is not closed"):
+        module = rt.load(_TOEPLITZ, backend="reference", allow_promotion=True).double()
+    inp = make_inputs(module, 2, 5, seed=16)
+    i = torch.arange(3)
+    T = inp["c"][..., i[:, None] - i[None, :] + 2]                     # [B, t, 3, 3]
+    ya, _ = _dense_loop(T, inp["x"])
+    yb, _ = _dense_loop(T.transpose(-1, -2), inp["x"])
+    assert rel_err(module(**inp), (ya, yb)) <= TOL
