@@ -233,17 +233,19 @@ def build_plan(source: str, candidate: Candidate, *, dtypes: tuple, explicit_dty
     reference = madc.load(source, backend="reference", **fixed_dims)
     notes = []
     base = tuple(sorted(fixed_dims.items()))
-    kept = []
+    kept, crashes = [], []
     for dtype in dtypes:
         probe = run_case(source, candidate, Case(dtype=dtype, length=2, dims=base), cache)
-        if probe.failed and "raised" in probe.message and not explicit_dtypes:
-            notes.append(f"{dtype} skipped: the candidate does not run it "
-                         f"({probe.message.splitlines()[0]})")
+        crashed = probe.failed and " raised " in probe.message
+        if crashed:
+            crashes.append(f"{dtype}: {probe.message.splitlines()[0]}")
+        if crashed and not explicit_dtypes:
+            notes.append(f"{dtype} skipped: the candidate does not run it ({crashes[-1]})")
             continue
         kept.append(dtype)
-    if not kept:
+    if len(crashes) == len(dtypes):
         raise FuzzSetupError(f"{candidate.label()} is unavailable here: it runs none of "
-                             f"{', '.join(dtypes)} ({'; '.join(notes)})")
+                             f"{', '.join(dtypes)} (first: {crashes[0]})")
     choices = []
     for name, default in (ir.dims if fuzz_dims else ()):
         if name in fixed_dims:

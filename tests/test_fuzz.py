@@ -221,3 +221,15 @@ def test_front_end_mode_dispatches_to_the_front_end_fuzzer(tmp_path, capsys):
                          str(tmp_path)], capsys)
     assert rc == 0, printed
     assert "3" in printed
+
+
+def test_candidate_that_runs_nothing_is_a_setup_error(tmp_path, capsys):
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / "__init__.py").write_text("")
+    (broken / "chunked.py").write_text(
+        "def scan(inputs, params, dims, initial_state=None, cu_seqlens=None, **options):\n"
+        "    raise RuntimeError('no kernel here')\n")
+    rc, printed = _fuzz([str(OPS / "hgrn.scan"), "--module", str(broken / "chunked.py"),
+                         "--examples", "3", "--out", str(tmp_path / "out")], capsys)
+    assert rc == 2 and "unavailable" in printed and "no kernel here" in printed, printed
