@@ -23,6 +23,9 @@ TOLERANCES = {
 #: A candidate may also be up to this many times less accurate than the sequential reference
 #: run in the same dtype (some inputs are ill-conditioned in any algorithm at that precision).
 LOWP_FACTOR = 4.0
+#: Errors are measured against at least this fraction of the largest value of the same kind
+#: (output, state, gradient) in the example.
+FLOOR_FRACTION = 1e-2
 #: Values the float64 reference produces above this fraction of the dtype's largest finite value
 #: make the example out of the dtype's range: it is counted and skipped, not compared.
 RANGE_FRACTION = 1.0 / 64.0
@@ -89,23 +92,38 @@ def draw(dist: str, shape: tuple, dtype: str, gen: torch.Generator) -> torch.Ten
     return x.to(DTYPES[dtype]).to(f64)
 
 
-def rel_error(got: torch.Tensor, want: torch.Tensor) -> float:
-    """Max |got - want| over positions where `want` is finite, divided by max |want| there
-    (1e-30 floor). NaN/inf in `got` at those positions give inf."""
+def scale_floor(values) -> float:
+    """FLOOR_FRACTION of the largest finite magnitude among `values` (tensors or None): the
+    smallest scale a quantity's error is measured against, so a quantity whose exact value is
+    ~0 (a gradient that cancels) is not held to relative accuracy on rounding noise."""
+    top = 0.0
+    for v in values:
+        if v is not None and v.numel():
+            finite = v[torch.isfinite(v)]
+            if finite.numel():
+                top = max(top, float(finite.abs().max()))
+    return FLOOR_FRACTION * top
+
+
+def rel_error(got: torch.Tensor, want: torch.Tensor, floor: float = 0.0) -> float:
+    """Max |got - want| over positions where `want` is finite, divided by max |want| there,
+    or by `floor` when that is larger (1e-30 at least). NaN/inf in `got` there give inf."""
     mask = torch.isfinite(want)
     if not bool(mask.any()):
         return 0.0
     diff = (got[mask] - want[mask]).abs()
     if not bool(torch.isfinite(diff).all()):
         return math.inf
-    return float(diff.max()) / max(float(want[mask].abs().max()), 1e-30)
+    return float(diff.max()) / max(float(want[mask].abs().max()), floor, 1e-30)
 
 
-def compare(quantity: str, kind: str, got, want, lowp, dtype: str) -> Finding:
+def compare(quantity: str, kind: str, got, want, lowp, dtype: str, floor: float = 0.0
+            ) -> Finding:
     """Judge one quantity (see docs/fuzzing.md): shapes equal; where the float64 reference is
     +-inf the candidate has the same value; where it is finite the candidate is finite (or, if
     the reference is beyond the dtype's range, the same-signed inf) and within tolerance; where
-    the reference is NaN nothing is required."""
+    the reference is NaN nothing is required. `floor` is the smallest scale errors are
+    measured against (see `scale_floor`)."""
     tol = TOLERANCES[dtype][kind]
     if want is None:
         if got is not None and bool((got != 0).any()):
@@ -133,10 +151,10 @@ def compare(quantity: str, kind: str, got, want, lowp, dtype: str) -> Finding:
                        f"{n_nan} NaN and {int(bad.sum()) - n_nan} inf where the reference is "
                        "finite")
     keep = finite & ~big
-    err = rel_error(got.masked_fill(~keep, 0), want.masked_fill(~keep, 0))
+    err = rel_error(got.masked_fill(~keep, 0), want.masked_fill(~keep, 0), floor)
     allowed = tol
     if lowp is not None and tuple(lowp.shape) == tuple(want.shape):
         both = keep & torch.isfinite(lowp)
-        low_err = rel_error(lowp.masked_fill(~both, 0), want.masked_fill(~both, 0))
+        low_err = rel_error(lowp.masked_fill(~both, 0), want.masked_fill(~both, 0), floor)
         allowed = max(tol, LOWP_FACTOR * low_err)
     return Finding(quantity, kind, err, allowed)

@@ -30,6 +30,7 @@ from madc.fuzz_check import (  # noqa: F401 - re-exported: the repro's vocabular
     compare,
     draw,
     rel_error,
+    scale_floor,
 )
 
 
@@ -369,21 +370,23 @@ def _judge(ref64, case: Case, got, want, low) -> list:
     (outputs, states, grads) or None)."""
     (got_o, got_s, got_g), (want_o, want_s, want_g) = got, want
     low_o, low_s, low_g = low or ([None] * len(want_o), [None] * len(want_s), {})
+    floors = {"output": scale_floor(want_o), "state": scale_floor(want_s),
+              "grad": scale_floor(want_g.values())}
     findings = []
     names = _names(ref64, "output", len(want_o))
     for i in range(min(len(got_o), len(want_o))):
         findings.append(compare(f"output {names[i]}", "output", got_o[i], want_o[i], low_o[i],
-                                case.dtype))
+                                case.dtype, floors["output"]))
     snames = _names(ref64, "state", len(want_s))
     for i in range(min(len(got_s), len(want_s))):
         findings.append(compare(f"state {snames[i]}", "state", got_s[i], want_s[i], low_s[i],
-                                case.dtype))
+                                case.dtype, floors["state"]))
     for name, value in want_g.items():
         label = name
         if name.startswith("grad initial_state "):
             label = f"grad initial_state {snames[int(name.rsplit(' ', 1)[1])]}"
         findings.append(compare(label, "grad", got_g.get(name), value, low_g.get(name),
-                                case.dtype))
+                                case.dtype, floors["grad"]))
     return findings
 
 

@@ -233,3 +233,16 @@ def test_candidate_that_runs_nothing_is_a_setup_error(tmp_path, capsys):
     rc, printed = _fuzz([str(OPS / "hgrn.scan"), "--module", str(broken / "chunked.py"),
                          "--examples", "3", "--out", str(tmp_path / "out")], capsys)
     assert rc == 2 and "unavailable" in printed and "no kernel here" in printed, printed
+
+
+def test_near_zero_quantity_is_judged_against_the_floor_of_its_kind():
+    from madc.repro import scale_floor
+
+    want_q, want_g = _t(3.0, -5.0), _t(0.0, 0.0)  # grad g cancels exactly in float64
+    floor = scale_floor([want_q, want_g])
+    assert floor == pytest.approx(0.05)
+    noise = _t(2e-6, -1e-6)  # fp32 rounding noise of a cancelling sum
+    assert not compare("grad g", "grad", noise, want_g, None, "fp32").ok
+    assert compare("grad g", "grad", noise, want_g, None, "fp32", floor).ok
+    wrong = _t(0.1, 0.0)  # a real error is still caught
+    assert not compare("grad g", "grad", wrong, want_g, None, "fp32", floor).ok
