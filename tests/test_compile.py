@@ -153,3 +153,17 @@ def test_explicit_triton_backend_needs_a_generator(tmp_path, monkeypatch, capsys
     assert main_compile([str(REPO / "ops" / "hgrn.scan"), "-o", str(tmp_path),
                          "--backend", "triton"]) == 2
     assert "no Triton code generator supports 'hgrn'" in capsys.readouterr().err
+
+
+def test_emitted_code_is_lint_clean(tmp_path):
+    """The emitted PyTorch modules pass ruff (pyflakes + pycodestyle, 100 columns)."""
+    pytest.importorskip("ruff")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", PromotionWarning)
+        for name in ZOO:
+            compile_spec(REPO / "ops" / f"{name}.scan", tmp_path,
+                         backends=("reference", "chunked"), allow_promotion=name in PROMOTED)
+    proc = subprocess.run([sys.executable, "-m", "ruff", "check", "--no-cache", "--isolated",
+                           "--line-length", "100", "--select", "E,F,W", str(tmp_path)],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stdout

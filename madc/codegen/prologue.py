@@ -36,6 +36,61 @@ def _shape_literal(shape) -> str:
     return "(" + ", ".join(items) + ")"
 
 
+def _top_level_split(text: str) -> list[str]:
+    """`text` split at its commas outside brackets and strings (empty parts dropped)."""
+    parts, depth, start, quote = [], 0, 0, None
+    for i, ch in enumerate(text):
+        if quote:
+            quote = None if ch == quote else quote
+        elif ch in "\"'":
+            quote = ch
+        elif ch in "([{":
+            depth += 1
+        elif ch in ")]}":
+            depth -= 1
+        elif ch == "," and depth == 0:
+            parts.append(text[start:i].strip())
+            start = i + 1
+    parts.append(text[start:].strip())
+    return [p for p in parts if p]
+
+
+def _closing(text: str, i: int) -> int:
+    """Index of the bracket closing the one at `i`."""
+    depth = 0
+    for j in range(i, len(text)):
+        depth += text[j] in "([{"
+        depth -= text[j] in ")]}"
+        if depth == 0:
+            return j
+    raise CodegenError(f"unbalanced brackets in emitted code: {text}")
+
+
+def wrap(line: str, width: int) -> list[str]:
+    """Break a line longer than `width` at the arguments of its first parenthesis that holds
+    several (one per line, hanging indent), recursively; shorter lines are kept."""
+    if len(line) <= width:
+        return [line]
+    indent = " " * (len(line) - len(line.lstrip()))
+    for i, ch in enumerate(line):
+        if ch != "(":
+            continue
+        j = _closing(line, i)
+        parts = _top_level_split(line[i + 1:j])
+        if len(parts) < 2 and not line[i + 1:j].rstrip().endswith(","):
+            continue
+        out = [line[:i + 1]]
+        for part in parts:
+            out += wrap(f"{indent}    {part},", width)
+        return out + wrap(indent + line[j:], width)
+    return [line]
+
+
+def _wrapped(lines: list[str], width: int = 96) -> list[str]:
+    """Every body line wrapped to `width` (the template indents bodies by 4)."""
+    return [piece for line in lines for piece in wrap(line, width)]
+
+
 def _bind(exprs, source_of) -> list[str]:
     """Lines binding every name the expressions read, in first-seen order."""
     lines, seen = [], set()
@@ -66,9 +121,11 @@ def _like_line(ir: ScanIR, source: str) -> list[str]:
 def _lets_body(ir: ScanIR, printer: TorchPrinter) -> list[str]:
     lines = [f'{py_name(i.name)} = inputs["{i.name}"]' for i in ir.inputs]
     lines += [f'{py_name(p.name)} = params["{p.name}"]' for p in ir.params]
-    lines += _like_line(ir, "inputs")[:1]
-    for let in ir.lets:
-        lines.append(f"{py_name(let.name)} = {strip_parens(printer.doprint(let.expr))}")
+    body = [f"{py_name(let.name)} = {strip_parens(printer.doprint(let.expr))}"
+            for let in ir.lets]
+    if any("dtype" in line or "device" in line for line in body):
+        lines += _like_line(ir, "inputs")[:1]
+    lines += body
     names = [i.name for i in ir.inputs] + [p.name for p in ir.params] + [t.name for t in ir.lets]
     lines.append("return {")
     lines += [f'    "{n}": {py_name(n)},' for n in names]
@@ -185,8 +242,9 @@ def _params(ir: ScanIR) -> list[dict]:
     for p in ir.params:
         shape = shape_source(p.shape, ir.heads if p.per_head else None)
         printer = TorchPrinter(ir, shape_code="shape")
+        value = f"value = {strip_parens(printer.doprint(p.init))}"
         out.append({"name": p.name, "shape": shape,
-                    "init": strip_parens(printer.doprint(p.init))})
+                    "init": "\n    ".join(wrap(value, 96))})
     return out
 
 
@@ -206,6 +264,16 @@ def _states(ir: ScanIR) -> list[dict]:
 def emit_prologue(ir: ScanIR, header: str) -> str:
     """The source of the package module `prologue.py` for `ir`."""
     printer = TorchPrinter(ir, guarded=True)
+    bodies = {
+        "lets_body": _wrapped(_lets_body(ir, printer)),
+        "transitions_body": _wrapped(_transitions_body(ir, printer)),
+        "injects_body": _wrapped(_injects_body(ir, printer)),
+        "readouts_body": _wrapped(_readouts_body(ir, printer)),
+        "outputs_body": _wrapped(_outputs_body(ir, printer)),
+    }
+    params = _params(ir)
+    text = "\n".join([line for body in bodies.values() for line in body]
+                     + [p["init"] for p in params])
     varying = sorted([i.name for i in ir.inputs] + [t.name for t in ir.lets
                                                     if t.expr.varying])
     lead_names = "H, " if ir.heads else ""
@@ -221,10 +289,8 @@ def emit_prologue(ir: ScanIR, header: str) -> str:
         states=_states(ir),
         varying="{" + ", ".join(f'"{v}"' for v in varying) + "}" if varying else "()",
         readouts=_shape_literal([r.name for r in ir.readouts]),
-        params=_params(ir),
-        lets_body=_lets_body(ir, printer),
-        transitions_body=_transitions_body(ir, printer),
-        injects_body=_injects_body(ir, printer),
-        readouts_body=_readouts_body(ir, printer),
-        outputs_body=_outputs_body(ir, printer),
+        params=params,
+        uses_functional="F." in text,
+        uses_semiring="sr." in text,
+        **bodies,
     )

@@ -10,9 +10,6 @@ slice time at dim 1 without knowing which values vary.
 """
 
 import torch
-import torch.nn.functional as F
-
-from . import semiring as sr
 
 # leading axes of a per-token value: B, T, H
 LEAD = 3
@@ -97,7 +94,6 @@ def lets(inputs, params, dims):
     k = inputs["k"]
     v = inputs["v"]
     g = inputs["g"]
-    dtype, device = inputs["q"].dtype, inputs["q"].device
     alpha = torch.exp(g)
     qs = q * (dims["K"] ** -0.5)
     return {

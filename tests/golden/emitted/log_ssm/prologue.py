@@ -12,8 +12,6 @@ slice time at dim 1 without knowing which values vary.
 import torch
 import torch.nn.functional as F
 
-from . import semiring as sr
-
 # leading axes of a per-token value: B, T
 LEAD = 2
 HEADS = None
@@ -95,7 +93,6 @@ def lets(inputs, params, dims):
     """The environment: inputs, params and every `let`, computed for all tokens at once."""
     x = inputs["x"]
     g = inputs["g"]
-    dtype, device = inputs["x"].dtype, inputs["x"].device
     a = -F.softplus(-g)
     return {
         "x": x,

@@ -12,8 +12,6 @@ slice time at dim 1 without knowing which values vary.
 import torch
 import torch.nn.functional as F
 
-from . import semiring as sr
-
 # leading axes of a per-token value: B, T
 LEAD = 2
 HEADS = None
@@ -111,7 +109,6 @@ def lets(inputs, params, dims):
     dt_bias = params["dt_bias"]
     B_in = params["B_in"]
     C_out = params["C_out"]
-    dtype, device = inputs["x"].dtype, inputs["x"].device
     delta = F.softplus(dt + dt_bias)
     r = torch.exp(-delta)
     c = r * torch.cos(delta * omega)

@@ -12,8 +12,6 @@ slice time at dim 1 without knowing which values vary.
 import torch
 import torch.nn.functional as F
 
-from . import semiring as sr
-
 # leading axes of a per-token value: B, T
 LEAD = 2
 HEADS = None
@@ -109,7 +107,6 @@ def lets(inputs, params, dims):
     A_log = params["A_log"]
     dt_bias = params["dt_bias"]
     D_skip = params["D_skip"]
-    dtype, device = inputs["x"].dtype, inputs["x"].device
     delta = F.softplus(dt + dt_bias)
     A = -torch.exp(A_log)
     a = torch.exp(delta[..., :, None] * A)
