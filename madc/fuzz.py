@@ -19,6 +19,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from madc.fuzz_check import input_dists, log_gates, state_dists
 from madc.repro import DTYPES, TOLERANCES, Candidate, Case, CaseResult, run_case, write_repro
 
 #: Sequence lengths hypothesis starts from: 1, primes, around powers of two (chunk edges).
@@ -129,84 +130,6 @@ class FuzzSetupError(Exception):
 
 
 # --------------------------------------------------------------------------- the plan
-
-
-def input_dists(facts: frozenset) -> tuple:
-    """Value distributions for per-token inputs, chosen by the semiring's derived facts:
-    exact ties where ⊕ is max/min, the ⊕ identity (-inf or +inf) where it is one."""
-    dists = ["zeros", "large", "tiny"]
-    if "idempotent_add" in facts:
-        dists.append("ties")
-    if facts & {"add_is_max", "add_is_logaddexp"}:
-        dists.append("neg_inf")
-    if "add_is_min" in facts:
-        dists.append("pos_inf")
-    return tuple(dists)
-
-
-def state_dists(semiring) -> tuple:
-    """Value distributions for initial states: values of the semiring's domain, and its zero
-    (an infinity) where the domain has one."""
-    by_domain = {"nonneg": ("nonneg",), "positive": ("positive",), "unit_interval": ("unit",),
-                 "boolean": ("boolean",)}
-    if semiring.domain in by_domain:
-        return by_domain[semiring.domain]
-    dists = ["normal"]
-    if "idempotent_add" in semiring.facts:
-        dists.append("ties")
-    if semiring.facts & {"add_is_max", "add_is_logaddexp"}:
-        dists.append("neg_inf")
-    if "add_is_min" in semiring.facts:
-        dists.append("pos_inf")
-    return tuple(dists)
-
-
-def _children(expr) -> list:
-    kids = list(getattr(expr, "args", ()) or ()) + [getattr(expr, "x", None),
-                                                    getattr(expr, "y", None)]
-    return [k for k in kids if k is not None and not isinstance(k, (int, float, str))]
-
-
-def _affine_inputs(expr, lets: dict, out: set) -> None:
-    """Collect the inputs `expr` depends on without passing through a real function call."""
-    from madc import ir
-
-    if isinstance(expr, ir.Ref):
-        if expr.kind == "input":
-            out.add(expr.name)
-        elif expr.kind == "let" and expr.name in lets:
-            _affine_inputs(lets[expr.name], lets, out)
-    elif not isinstance(expr, ir.Call):
-        for child in _children(expr):
-            _affine_inputs(child, lets, out)
-
-
-def log_gates(scan_ir) -> frozenset:
-    """Inputs that reach a transition coefficient as `exp(<affine in the input>)`: log-space
-    forget gates (flash-linear-attention's `g`). Positive values there make the recurrence
-    expand beyond every dtype's range, so the fuzzer draws them nonpositive."""
-    from madc import ir
-
-    lets = {let.name: let.expr for let in scan_ir.lets}
-    found: set = set()
-
-    def visit(expr) -> None:
-        if isinstance(expr, ir.Ref) and expr.kind == "let" and expr.name in lets:
-            visit(lets[expr.name])
-        elif isinstance(expr, ir.Call) and expr.fn == "exp":
-            _affine_inputs(expr.args[0], lets, found)
-        else:
-            for child in _children(expr):
-                visit(child)
-
-    for update in scan_ir.updates:
-        tr = update.transition
-        if tr.coeff is not None:
-            visit(tr.coeff)
-        for factor in tr.factors:
-            for arg in factor.args:
-                visit(arg)
-    return frozenset(found)
 
 
 def _refused(result: CaseResult) -> bool:

@@ -246,3 +246,12 @@ def test_near_zero_quantity_is_judged_against_the_floor_of_its_kind():
     assert compare("grad g", "grad", noise, want_g, None, "fp32", floor).ok
     wrong = _t(0.1, 0.0)  # a real error is still caught
     assert not compare("grad g", "grad", wrong, want_g, None, "fp32", floor).ok
+
+
+@pytest.mark.parametrize("spec, gates", [("gla", {"g"}), ("hgrn", {"g"}), ("selective_ssm", set()),
+                                         ("mamba2_ssd", set()), ("log_ssm", set())])
+def test_log_space_gates_are_found_from_the_ir(spec, gates):
+    from madc.frontend import load_spec
+    from madc.fuzz_check import log_gates
+
+    assert set(log_gates(load_spec(str(OPS / f"{spec}.scan")))) == gates
