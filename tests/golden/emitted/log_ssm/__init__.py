@@ -41,6 +41,17 @@ def _module(name):
     return _LOADED[name]
 
 
+def _triton_available():
+    """True when the Triton module was emitted and imports (triton installed)."""
+    if TRITON_MODULE is None:
+        return False
+    try:
+        _module(TRITON_MODULE)
+    except ImportError:
+        return False
+    return True
+
+
 class InputError(ValueError):
     """A wrong input name, shape, dtype or device (madc.load rebinds it to madc.InputError)."""
 
@@ -118,8 +129,8 @@ class LogSsm(nn.Module):
             self.register_parameter(name, nn.Parameter(value))
         if backend == "auto":
             _module("chunked" if "chunked" in BACKENDS else "reference")
-            if TRITON_MODULE and torch.cuda.is_available():
-                _module(TRITON_MODULE)
+            if torch.cuda.is_available():
+                _triton_available()
         else:
             _module(TRITON_MODULE if backend == "triton" else backend)
 
@@ -131,7 +142,7 @@ class LogSsm(nn.Module):
         choice = self.backend
         if choice == "auto":
             fallback = "chunked" if "chunked" in BACKENDS else "reference"
-            choice = "triton" if device.type == "cuda" and TRITON_MODULE else fallback
+            choice = "triton" if device.type == "cuda" and _triton_available() else fallback
         if choice == "triton" and device.type != "cuda" and not os.environ.get(
                 "TRITON_INTERPRET"):
             _fail(f"backend='triton' needs CUDA tensors (or TRITON_INTERPRET=1 to run the "
