@@ -204,7 +204,7 @@ def test_fuzz_chunked_50_examples(spec, tmp_path, capsys):
     assert rc == 0, printed
 
 
-@pytest.mark.parametrize("spec", ["hgrn", "gla"])
+@pytest.mark.parametrize("spec", ["hgrn", "gla", "tropical_ssm"])
 def test_fuzz_triton_interpreted(spec, tmp_path, capsys):
     if os.environ.get("TRITON_INTERPRET") != "1" and not torch.cuda.is_available():
         pytest.skip("Triton needs CUDA or TRITON_INTERPRET=1")
