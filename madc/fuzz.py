@@ -402,9 +402,13 @@ def main_fuzz(args: argparse.Namespace) -> int:
     from madc.frontend import load_spec
 
     try:
-        load_spec(source, path=args.file)  # diagnostics name the file, not "<input>"
+        # Diagnostics name the file, not "<input>"; --dim names are checked here too.
+        load_spec(source, path=args.file).dim_sizes(**dims)
     except CompileError as exc:
         print(exc.render(), file=err)
+        return 2
+    except KeyError as exc:
+        print(f"madc fuzz: error: --dim: {exc.args[0]}", file=err)
         return 2
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     if device == "cuda" and not torch.cuda.is_available():

@@ -173,6 +173,12 @@ def test_cli_usage_errors_exit_2(tmp_path, capsys):
     assert main_fuzz(_args([str(bad)])) == 2
     err = capsys.readouterr().err
     assert "bad.scan:" in err and "Traceback" not in err
+    spec = str(OPS / "hgrn.scan")
+    assert main_fuzz(_args([spec, "--dim", "Q=3"])) == 2
+    assert main_fuzz(_args([spec, "--dim", "D=x"])) == 2
+    assert main_fuzz(_args([spec, "--examples", "0"])) == 2
+    err = capsys.readouterr().err
+    assert "unknown dim 'Q'" in err and "NAME=VALUE" in err and "Traceback" not in err
 
 
 # --------------------------------------------------------------------------- fuzz runs
