@@ -407,6 +407,8 @@ When found:
 
 Run `python {script_name}`: it regenerates the inputs from the case's seed, runs the candidate
 and the float64 reference, and exits 1 while they still disagree (0 once they agree).
+It needs madc importable (installed, or PYTHONPATH=<madc checkout>) and the environment the
+fuzzer ran in (TRITON_INTERPRET=1 for a Triton candidate on a CPU).
 """
 
 import sys
