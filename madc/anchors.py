@@ -8,15 +8,18 @@ the timed region) so the times compare kernels, not layout copies.
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable
 
 
 def _accelerated_scan() -> Callable | None:
-    try:
-        from accelerated_scan.triton import scan
-    except Exception:  # noqa: BLE001 - any import failure means "not available"
-        return None
-    return scan
+    # the Triton kernel lives in `accelerated_scan.scalar` (0.3.x), `.triton` in older releases
+    for module in ("accelerated_scan.scalar", "accelerated_scan.triton"):
+        try:
+            return importlib.import_module(module).scan
+        except Exception:  # noqa: BLE001 - any import failure means "not available"
+            continue
+    return None
 
 
 def _fla_hgrn() -> tuple | None:
@@ -36,15 +39,14 @@ def available() -> dict:
 def diagonal_anchors(a, b) -> dict:
     """name -> (fn, args) for every importable anchor; `fn(*args)` returns the states.
 
-    `a`, `b` are `[B, T, D]` CUDA tensors: accelerated-scan takes `[B, D, T]` (T a power of two),
+    `a`, `b` are `[B, T, D]` CUDA tensors: accelerated-scan takes contiguous `[B, D, T]`,
     fla's hgrn takes `x = b` and the log-gate `g = log(a)` as `[B, T, D]`.
     """
     out = {}
     if not a.is_cuda:
         return out
     scan = _accelerated_scan()
-    T = a.shape[1]
-    if scan is not None and T & (T - 1) == 0:
+    if scan is not None:
         gates = a.transpose(1, 2).contiguous()
         tokens = b.transpose(1, 2).contiguous()
         out["accelerated-scan"] = (scan, (gates, tokens))
