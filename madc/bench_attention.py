@@ -163,6 +163,23 @@ def bench_scalar(B, T, H, K, V, dtype=torch.bfloat16) -> dict:
     return row
 
 
+def fla_anchors(module, inputs: dict, params: dict, dims: dict) -> dict:
+    """fla kernels computing the same attention form as an emitted `triton_attention` module,
+    for `madc bench`: name -> zero-argument callable returning the output. They receive the
+    module's kernel operands (`module.operands`), so the spec's prologue is not timed for
+    them. Empty when fla is missing or has no counterpart (log semiring, several states)."""
+    query, key, value, log_decay, scale, widths, _ = module.operands(inputs, params, dims)
+    if module.SEMIRING != "real" or len(widths) != 1:
+        return {}
+    if log_decay.dim() == 4:
+        op = _fla("chunk_gla")
+        return {} if op is None else {
+            "fla chunk_gla": lambda: op(query, key, value, log_decay, scale=scale)[0]}
+    op = _fla("chunk_simple_gla")
+    return {} if op is None else {
+        "fla chunk_simple_gla": lambda: op(query, key, value, g=log_decay, scale=scale)[0]}
+
+
 def table(rows) -> str:
     """A plain-text table with madc/fla speedups (fla time / madc time)."""
     lines = [f"{'op':16} {'shape':28} {'madc fwd':>9} {'fla fwd':>9} {'x':>6} "

@@ -279,8 +279,10 @@ def emit(ir: ScanIR) -> str:
     decay_code, decay_expr = _log_decay_code(form, lets, printer)
     values = [slot.value for slot in form.slots]
     out_printer = TorchPrinter(ir, names=lambda r: (f'readouts["{r.name}"]' if r.kind ==
-                                                    "readout" else py_name(r.name)))
+                                                    "readout" else f'_env["{r.name}"]'))
     outputs = [out_printer.doprint(o.expr) for o in ir.outputs]
+    env = sorted({r.name for o in ir.outputs for r in refs(o.expr)
+                  if r.kind not in ("readout", "dim", "state")})
     body = _needed_lines(ir, [query, form.key, decay_expr, *values, *[o.expr for o in ir.outputs]])
     one = "1.0" if form.semiring == "real" else "0.0"
     slots = [{
@@ -311,6 +313,7 @@ def emit(ir: ScanIR) -> str:
                    "matrix": form.slots[[s.name for s in form.slots].index(st)].matrix}
                   for r, st in form.readouts],
         outputs=outputs,
+        env=[{"name": n, "py": py_name(n)} for n in env],
         uses_hard=[f for f in ("hardmax", "hardsign") if any(f + "(" in o for o in outputs)
                    or any(f + "(" in line for line in body)],
     )
