@@ -158,3 +158,6 @@ def test_emit_is_deterministic_and_bad_options_raise():
     x = torch.randn(1, 5, mod.heads, 16)
     with pytest.raises(ValueError, match="chunk_size"):
         mod(q=x, k=x, v=x, g=x)
+    wide = madc.load(str(ROOT / "ops/gla.scan"), backend="triton", K=16, V=300)
+    with pytest.raises(ValueError, match="V=300"):
+        wide(q=x, k=x, v=torch.randn(1, 5, mod.heads, 300), g=x)
