@@ -122,6 +122,13 @@ def test_value_blocks(spec):
     _compare(spec, B=1 if cu is not None else 2, T=40, cu=cu, small={"V": 80})
 
 
+@pytest.mark.parametrize("T", [1, 16, 33])
+def test_lengths(T):
+    """One token, exactly one chunk, one token past two chunks."""
+    _compare("ops/gla.scan", B=1, T=T)
+    _compare("ops/retnet.scan", B=1, T=T)
+
+
 def test_key_blocks():
     """K wider than the state kernel's key block (80 = 64 + a masked 16)."""
     _compare("ops/gla.scan", B=1, T=20, small={"K": 80})
