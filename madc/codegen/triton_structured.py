@@ -40,6 +40,7 @@ from madc.codegen.triton_structured_torch import (
 __all__ = ["supports", "why_unsupported", "emit", "layout_of", "UnsupportedError"]
 
 TEMPLATE = "triton_structured.py.j2"
+KERNELS_TEMPLATE = "triton_structured_kernels.py.j2"
 _COLUMN_KINDS = frozenset({"diag", "perm", "onehot", "signed_perm"})
 _KINDS = _COLUMN_KINDS | {"block_diag", "circulant", "toeplitz", "dense", "monarch",
                           "identity_minus_outer"}
@@ -213,14 +214,14 @@ def _spec_code(scan_ir: ir.ScanIR) -> str:
     return "\n".join(parts)
 
 
-def _template() -> jinja2.Template:
+def _template(name: str) -> jinja2.Template:
     root = Path(__file__).resolve().parents[2] / "codegen"
     try:
         from importlib.resources import files
 
-        text = files("madc.templates").joinpath(TEMPLATE).read_text()
+        text = files("madc.templates").joinpath(name).read_text()
     except (ModuleNotFoundError, FileNotFoundError):
-        text = (root / TEMPLATE).read_text()
+        text = (root / name).read_text()
     env = jinja2.Environment(keep_trailing_newline=True, undefined=jinja2.StrictUndefined,
                              autoescape=False)
     return env.from_string(text)
@@ -252,4 +253,5 @@ def emit(scan_ir: ir.ScanIR) -> str:
         dims_repr=dict(scan_ir.dims),
         **{k: _indent(v)[4:] for k, v in _triton_semiring(sr).items()},
     )
-    return _template().render(**values)
+    values["kernels"] = _template(KERNELS_TEMPLATE).render(**values)
+    return _template(TEMPLATE).render(**values)
