@@ -168,3 +168,27 @@ def test_emit_is_deterministic_and_bad_options_raise():
     wide = madc.load(str(ROOT / "ops/gla.scan"), backend="triton", K=16, V=300)
     with pytest.raises(ValueError, match="V=300"):
         wide(q=x, k=x, v=torch.randn(1, 5, mod.heads, 300), g=x)
+
+
+def test_log_semiring_minus_inf():
+    """-inf (the log semiring's zero) in queries, keys and values: the same -inf outputs as
+    the reference, equal finite outputs, and equal (finite) gradients."""
+    tri, ref = _modules("tests/specs/log_gla.scan")
+    gen = torch.Generator().manual_seed(1)
+    inputs = {n: torch.randn(2, 37, tri.heads, 16, generator=gen) * 3 for n in tri.inputs}
+    inputs["k"][0, 5] = -float("inf")
+    inputs["v"][1, 7, :, :3] = -float("inf")
+    inputs["q"][0, 9, 0] = -float("inf")
+    outs = []
+    for mod, dtype in ((tri, torch.float32), (ref, torch.float64)):
+        leaves = {k: v.detach().to(dtype).clone().requires_grad_() for k, v in inputs.items()}
+        y = mod(**leaves)
+        y[torch.isfinite(y)].sum().backward()
+        outs.append((y, {k: v.grad for k, v in leaves.items()}))
+    (y, grads), (y_ref, grads_ref) = outs
+    finite = torch.isfinite(y_ref)
+    assert torch.equal(torch.isfinite(y), finite) and not finite.all()
+    assert _rel(y[finite], y_ref[finite]) <= 1e-4
+    for name, grad in grads_ref.items():
+        assert torch.isfinite(grads[name]).all(), name
+        assert _rel(grads[name], grad) <= 1e-4, name
