@@ -134,3 +134,14 @@ def test_input_activations_bound_operator_inputs():
         ModelConfig(input_acts={"a": "cube"})
     with pytest.raises(ModelError, match="not a number"):
         ModelConfig(input_acts={"a": "sigmoid/x"})
+
+
+def test_short_conv_is_causal():
+    torch.manual_seed(0)
+    model = build_model(lambda: FakeScan(d=4), 10, ModelConfig(width=8, layers=1, conv=3))
+    a = torch.randint(0, 10, (1, 7))
+    b = a.clone()
+    b[0, 4] = (a[0, 4] + 1) % 10
+    la, lb = model(a), model(b)
+    assert torch.equal(la[0, :4], lb[0, :4]) and not torch.allclose(la[0, 4], lb[0, 4])
+    assert model.blocks[0].conv.weight.shape == (8, 1, 3)

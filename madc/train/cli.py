@@ -36,6 +36,8 @@ def _add_common(p: argparse.ArgumentParser) -> None:
     g.add_argument("--width", type=int, default=64)
     g.add_argument("--mlp-ratio", type=int, default=4, help="0 drops the MLP")
     g.add_argument("--no-gate", action="store_true", help="drop the sigmoid output gate")
+    g.add_argument("--conv", type=int, default=0, metavar="K",
+                   help="short causal depthwise conv of kernel K before the scan (0: none)")
     g.add_argument("--scan-dtype", default="float32", choices=["float32", "bfloat16", "float16"])
     g.add_argument("--input-act", action="append", default=[], metavar="INPUT=ACT[/DIV]",
                    help="activation between the projection and an operator input, e.g. "
@@ -109,7 +111,7 @@ def build_configs(args: argparse.Namespace):
         model = ModelConfig(width=args.width, layers=args.layers, mlp_ratio=args.mlp_ratio,
                             gate=not args.no_gate, scan_dtype=args.scan_dtype,
                             backend=args.backend, dims=dims,
-                            input_acts=_pairs(args.input_act, "--input-act"))
+                            input_acts=_pairs(args.input_act, "--input-act"), conv=args.conv)
     except ValueError as e:
         raise UsageError(str(e)) from e
     train = TrainConfig(steps=args.steps, batch_size=args.batch_size, lr=args.lr,

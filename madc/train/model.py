@@ -1,6 +1,6 @@
 """The model `madc train` builds around a compiled scan operator.
 
-    tokens -> embedding -> L x [x + gate(ScanLayer(RMSNorm(x)));  x + MLP(RMSNorm(x))]
+    tokens -> embedding -> L x [x + gate(ScanLayer([conv](RMSNorm(x))));  x + MLP(RMSNorm(x))]
            -> RMSNorm -> linear head
 
 `ScanLayer` reads everything it needs from the operator module (`docs/runtime.md`):
@@ -63,8 +63,11 @@ class ModelConfig:
     backend: str = "auto"
     dims: dict = field(default_factory=dict)
     input_acts: dict = field(default_factory=dict)
+    conv: int = 0
 
     def __post_init__(self):
+        if self.conv < 0:
+            raise ModelError(f"model: conv (a kernel size) must be >= 0, got {self.conv}")
         for act in self.input_acts.values():
             parse_input_act(act)
         if self.width < 1 or self.layers < 1 or self.mlp_ratio < 0:
@@ -147,6 +150,12 @@ class Block(nn.Module):
     def __init__(self, width: int, operator: nn.Module, cfg: ModelConfig, device=None):
         super().__init__()
         self.norm1 = nn.RMSNorm(width, device=device)
+        # Optional short causal depthwise convolution before the projections (as Mamba and
+        # flash-linear-attention layers use): it gives the layer a cheap token shift.
+        self.conv = None
+        if cfg.conv > 0:
+            self.conv = nn.Conv1d(width, width, cfg.conv, groups=width, padding=cfg.conv - 1,
+                                  device=device)
         self.scan = ScanLayer(width, operator, _DTYPES[cfg.scan_dtype], device, cfg.input_acts)
         self.gate = nn.Linear(width, width, device=device) if cfg.gate else None
         self.mlp = None
@@ -159,7 +168,10 @@ class Block(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """x: [B, T, width] -> [B, T, width]."""
         h = self.norm1(x)
-        y = self.scan(h)
+        u = h
+        if self.conv is not None:
+            u = self.conv(h.transpose(1, 2))[..., : h.shape[1]].transpose(1, 2)
+        y = self.scan(u)
         if self.gate is not None:
             y = y * torch.sigmoid(self.gate(h))
         x = x + y
