@@ -11,7 +11,7 @@ if ls .whl/*.whl >/dev/null 2>&1; then
 fi
 export PYTHONPATH=$PWD:${PYTHONPATH:-}
 nvidia-smi --query-gpu=name --format=csv,noheader
-python3 -m pytest -q -x tests/gpu/test_triton_attention_gpu.py -p no:cacheprovider \
+python3 -m pytest -q tests/gpu/test_triton_attention_gpu.py -p no:cacheprovider \
     2>&1 | tail -n 15 | tee "$OUT/gpu_tests.log"
 python3 -m madc.bench_attention --json "$OUT/bench_attention.json" "$@" 2>&1 \
     | tee "$OUT/bench_attention.log"
