@@ -31,7 +31,7 @@ from functools import cache, lru_cache
 import numpy as np
 import sympy
 
-from madc.algebra_semiring import semiring_key
+from madc.algebra_semiring import ill_formed, semiring_key
 from madc.algebra_verdict import PROVED, REFUTED, UNPROVEN, Check, plain
 from madc.ir import SEMIRING_X as X
 from madc.ir import SEMIRING_Y as Y
@@ -157,6 +157,13 @@ def _enumerated_closure(kind: str) -> tuple[bool, str, tuple | None]:
 # --------------------------------------------------------------------------- concrete search
 
 
+def _real(f, u, v) -> float:
+    """f(u, v) as the backends compute it (log(0) = -inf); complex results are nan."""
+    with np.errstate(all="ignore"):
+        r = complex(f(np.float64(u), np.float64(v)))
+    return r.real if r.imag == 0 else float("nan")
+
+
 @lru_cache(maxsize=256)
 def _facts(add: sympy.Expr, mul: sympy.Expr, domain: str) -> frozenset:
     return derive_facts(add, mul, domain)
@@ -179,14 +186,12 @@ class _Arith:
     def add(self, u, v):
         if self.ring:
             return u + v
-        with np.errstate(all="ignore"):  # log(0) = -inf, as the backends compute it
-            return float(self._add(np.float64(u), np.float64(v)))
+        return _real(self._add, u, v)
 
     def mul(self, u, v):
         if self.ring:
             return u * v
-        with np.errstate(all="ignore"):
-            return float(self._mul(np.float64(u), np.float64(v)))
+        return _real(self._mul, u, v)
 
     def matmul(self, a: list, b: list) -> list:
         n = len(a)
@@ -408,7 +413,11 @@ def _check(kind: str, s: Semiring) -> Check:
 @lru_cache(maxsize=512)
 def _cached(kind: str, key: tuple) -> Check:
     domain, add, mul, zero, one = key
-    return _check(kind, Semiring("", domain, add, mul, zero, one))
+    s = Semiring("", domain, add, mul, zero, one)
+    why = ill_formed(s)
+    if why:
+        return Check(f"closure.{kind}", UNPROVEN, None, f"{kind}: not checked: {why}")
+    return _check(kind, s)
 
 
 def check_closure(structure: str, s: Semiring) -> Check:

@@ -261,3 +261,26 @@ def test_infinities_left_inside_expressions_are_not_proofs():
     y = sympy.Symbol("y", real=True)
     assert prove_equal(OO * y, OO * y, "reals") is None
     assert prove_equal(-OO, -OO, "extended_reals") == "identical"
+
+
+def test_ill_formed_and_expensive_semirings_end_in_verdicts_quickly():
+    """User definitions the front end accepts must never raise or hang the checker."""
+    import time
+
+    cases = [
+        define("zoo", "positive", sympy.zoo * sympy.log(2 * sympy.exp(X)), X,
+               sympy.Integer(0), sympy.Integer(1)),
+        define("nested", "extended_reals", sympy.Integer(2), sympy.Min(
+            sympy.Rational(1, 2), X, sympy.log(sympy.exp(sympy.Max(X, Y)) + 1)), OO, -OO),
+        define("tower", "extended_reals", sympy.sqrt(X),
+               sympy.exp((sympy.exp(X) - 1) ** (sympy.exp(X) - 1)), OO, -OO),
+        define("branch", "unit_interval", sympy.exp((-2) ** Y * X), sympy.Integer(0),
+               sympy.Integer(0), sympy.Integer(1)),
+    ]
+    for s in cases:
+        start = time.perf_counter()
+        checks = (check_domain(s), *check_semiring(s), check_combine(s))
+        assert all(c.verdict in ("proved", "refuted", "unproven") for c in checks)
+        assert time.perf_counter() - start < 30, s.name  # a hang guard, not a benchmark
+    zoo = check_domain(cases[0])
+    assert zoo.verdict == "refuted" and "undefined" in zoo.detail
