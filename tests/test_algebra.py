@@ -263,10 +263,9 @@ def test_infinities_left_inside_expressions_are_not_proofs():
     assert prove_equal(-OO, -OO, "extended_reals") == "identical"
 
 
-def test_ill_formed_and_expensive_semirings_end_in_verdicts_quickly():
+@pytest.mark.timeout(120)  # a hang guard: each case takes about a second
+def test_ill_formed_and_expensive_semirings_end_in_verdicts():
     """User definitions the front end accepts must never raise or hang the checker."""
-    import time
-
     cases = [
         define("zoo", "positive", sympy.zoo * sympy.log(2 * sympy.exp(X)), X,
                sympy.Integer(0), sympy.Integer(1)),
@@ -278,9 +277,7 @@ def test_ill_formed_and_expensive_semirings_end_in_verdicts_quickly():
                sympy.Integer(0), sympy.Integer(1)),
     ]
     for s in cases:
-        start = time.perf_counter()
         checks = (check_domain(s), *check_semiring(s), check_combine(s))
         assert all(c.verdict in ("proved", "refuted", "unproven") for c in checks)
-        assert time.perf_counter() - start < 30, s.name  # a hang guard, not a benchmark
     zoo = check_domain(cases[0])
     assert zoo.verdict == "refuted" and "undefined" in zoo.detail
