@@ -261,3 +261,12 @@ def test_log_space_gates_are_found_from_the_ir(spec, gates):
     from madc.fuzz_check import log_gates
 
     assert set(log_gates(load_spec(str(OPS / f"{spec}.scan")))) == gates
+
+
+def test_non_finite_candidate_is_excused_only_where_the_dtype_reference_fails_too():
+    want = _t(0.0, 1.0)
+    got = _t(math.nan, 1.0)
+    assert not compare("grad w", "grad", got, want, _t(0.0, 1.0), "fp16").ok
+    assert compare("grad w", "grad", got, want, _t(math.nan, 1.0), "fp16").ok
+    assert not compare("grad w", "grad", _t(math.nan, math.nan), want, _t(math.nan, 1.0),
+                       "fp16").ok
