@@ -237,6 +237,82 @@ def case_strategy(plan: Plan, fixed_dims: dict):
 # --------------------------------------------------------------------------- the search
 
 
+class _Search:
+    """The two hypothesis phases over one plan, sharing memoised verdicts."""
+
+    def __init__(self, source: str, candidate: Candidate, strategy, examples: int, seed: int):
+        from hypothesis import HealthCheck, Verbosity
+
+        self.source, self.candidate, self.strategy, self.seed = source, candidate, strategy, seed
+        self.cache: dict = {}
+        self.memo: dict = {}
+        self.settings = dict(max_examples=examples, database=None, deadline=None,
+                             suppress_health_check=list(HealthCheck),
+                             verbosity=Verbosity.quiet)
+
+    def verdict(self, case: Case) -> CaseResult:
+        """`run_case`, once per distinct case."""
+        if case not in self.memo:
+            try:
+                self.memo[case] = run_case(self.source, self.candidate, case, self.cache)
+            except Exception as exc:  # noqa: BLE001 - the harness itself broke: a finding
+                self.memo[case] = CaseResult("fail", message=f"the reference raised "
+                                             f"{type(exc).__name__}: {exc}")
+        return self.memo[case]
+
+    def explore(self, summary: Summary, deadline: float | None, progress) -> None:
+        """Phase 1: every example, recorded in `summary`; stops at `deadline` (monotonic)."""
+        from hypothesis import Phase, given, settings
+        from hypothesis import seed as hypothesis_seed
+
+        @hypothesis_seed(self.seed)
+        @settings(phases=[Phase.generate], **self.settings)
+        @given(self.strategy)
+        def explore(case: Case) -> None:
+            if deadline is not None and time.monotonic() > deadline:
+                raise _OutOfTime
+            fresh = case not in self.memo
+            result = self.verdict(case)
+            if not fresh:  # hypothesis may draw a case twice: count distinct examples only
+                return
+            summary.record(case, result)
+            if progress is not None:
+                progress(summary, case, result)
+
+        try:
+            explore()
+        except _OutOfTime:
+            summary.notes.append(f"time budget spent after {summary.examples} examples")
+
+    def shrink(self, first: Case, seconds: float, summary: Summary) -> Case:
+        """Phase 2: replay the same seeded search (free: memoised) and let hypothesis shrink
+        the first failure for at most `seconds`. Returns the smallest failing case found."""
+        from hypothesis import Phase, given, settings
+        from hypothesis import seed as hypothesis_seed
+
+        stop_at = time.monotonic() + seconds
+
+        @hypothesis_seed(self.seed)
+        @settings(phases=[Phase.generate, Phase.shrink], report_multiple_bugs=False,
+                  **self.settings)
+        @given(self.strategy)
+        def shrink(case: Case) -> None:
+            # Past the budget, unseen cases count as passing: shrinking stops improving.
+            if case not in self.memo and time.monotonic() > stop_at:
+                return
+            result = self.verdict(case)
+            if result.failed:
+                raise FuzzFailure(case, result)
+
+        try:
+            shrink()
+        except FuzzFailure as failure:
+            return failure.case
+        except Exception as exc:  # noqa: BLE001 - e.g. a flaky candidate: keep it unshrunk
+            summary.notes.append(f"shrinking gave up ({type(exc).__name__}); repro is unshrunk")
+        return first
+
+
 def fuzz(source: str, candidate: Candidate, *, examples: int = 50, seed: int = 0,
          dtypes: tuple | None = None, dims: dict | None = None, max_length: int = 300,
          out_dir: str | Path = "runs/fuzz", spec_path: str = "<source>",
@@ -252,10 +328,6 @@ def fuzz(source: str, candidate: Candidate, *, examples: int = 50, seed: int = 0
     the `Summary` (also written to `out_dir/summary.json`). Raises CompileError for a bad spec
     and FuzzSetupError when the candidate cannot run.
     """
-    from hypothesis import HealthCheck, Phase, Verbosity, given, settings
-    from hypothesis import seed as hypothesis_seed
-    from hypothesis.errors import HypothesisException
-
     started = time.monotonic()
     fixed = dict(dims or {})
     cache: dict = {}
@@ -266,66 +338,17 @@ def fuzz(source: str, candidate: Candidate, *, examples: int = 50, seed: int = 0
     summary = Summary(spec=spec_path, candidate=candidate.label(), notes=list(plan.notes))
     if not packed:
         summary.notes.append("cu_seqlens batches left out (--no-cu-seqlens)")
-    strategy = case_strategy(plan, fixed)
-    memo: dict = {}
-
-    def verdict(case: Case) -> CaseResult:
-        if case not in memo:
-            try:
-                memo[case] = run_case(source, candidate, case, cache)
-            except Exception as exc:  # noqa: BLE001 - the reference itself broke: a finding
-                memo[case] = CaseResult("fail", message=f"the reference raised "
-                                        f"{type(exc).__name__}: {exc}")
-        return memo[case]
-
-    common = dict(max_examples=examples, database=None, deadline=None,
-                  suppress_health_check=list(HealthCheck), verbosity=Verbosity.quiet)
-
-    @hypothesis_seed(seed)
-    @settings(phases=[Phase.generate], **common)
-    @given(strategy)
-    def explore(case: Case) -> None:
-        if time_budget is not None and time.monotonic() - started > time_budget:
-            raise _OutOfTime
-        fresh = case not in memo
-        result = verdict(case)
-        if not fresh:  # hypothesis may draw a case twice: count distinct examples only
-            return
-        summary.record(case, result)
-        if progress is not None:
-            progress(summary, case, result)
-
-    try:
-        explore()
-    except _OutOfTime:
-        summary.notes.append(f"time budget of {time_budget:g}s spent after {summary.examples} "
-                             "examples")
-    first = next((c for c, r in memo.items() if r.failed), None)
+    search = _Search(source, candidate, case_strategy(plan, fixed), examples, seed)
+    search.cache = cache
+    search.explore(summary, None if time_budget is None else started + time_budget, progress)
+    first = next((c for c, r in search.memo.items() if r.failed), None)
     if first is not None:
-        stop_at = time.monotonic() + shrink_seconds
-
-        @hypothesis_seed(seed)
-        @settings(phases=[Phase.generate, Phase.shrink], report_multiple_bugs=False, **common)
-        @given(strategy)
-        def shrink(case: Case) -> None:
-            # Past the budget, unseen cases count as passing: shrinking stops improving.
-            if case not in memo and time.monotonic() > stop_at:
-                return
-            result = verdict(case)
-            if result.failed:
-                raise FuzzFailure(case, result)
-
-        shrunk = first
-        try:
-            shrink()
-        except FuzzFailure as failure:
-            shrunk = failure.case
-        except HypothesisException as exc:  # flaky candidate: keep the unshrunk case
-            summary.notes.append(f"shrinking gave up ({type(exc).__name__}); repro is unshrunk")
+        shrunk = search.shrink(first, shrink_seconds, summary)
         summary.shrunk_case = shrunk.to_json()
         what = "module" if candidate.module_path else candidate.backend
         name = f"repro_{Path(spec_path).stem}_{what}_{seed}"
-        path = write_repro(out_dir, source, candidate, shrunk, memo[shrunk], spec_path, name)
+        path = write_repro(out_dir, source, candidate, shrunk, search.memo[shrunk], spec_path,
+                           name)
         summary.repro = str(path)
     summary.seconds = time.monotonic() - started
     out = Path(out_dir)
