@@ -24,7 +24,8 @@ from __future__ import annotations
 
 from madc.algebra_closure import CLASSES, check_closure
 from madc.algebra_domain import check_domain
-from madc.algebra_semiring import SEMIRING_LAWS, check_combine, check_semiring, prove_equal
+from madc.algebra_prove import prove_equal
+from madc.algebra_semiring import SEMIRING_LAWS, check_combine, check_semiring
 from madc.algebra_verdict import PROVED, REFUTED, UNPROVEN, VERDICTS, Check, Report
 from madc.ir import ScanIR
 

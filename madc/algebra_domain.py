@@ -20,10 +20,9 @@ import mpmath
 import numpy as np
 import sympy
 
+from madc.algebra_prove import apply_op, is_undefined, z3_valid
 from madc.algebra_semiring import (
     RANDOM_TRIALS,
-    _apply,
-    _bad,
     _carrier,
     _extras,
     _float,
@@ -35,7 +34,6 @@ from madc.algebra_semiring import (
     _wide,
     ill_formed,
     semiring_key,
-    z3_valid,
 )
 from madc.algebra_verdict import PROVED, REFUTED, UNPROVEN, Check, plain
 from madc.ir import Semiring
@@ -103,8 +101,8 @@ def _op_in_carrier(s: Semiring, op: sympy.Expr) -> str | None:
     x, y = _symbols(s.domain, "xy")
     methods = set()
     for u, v in itertools.product([None, *_extras(s)], repeat=2):
-        r = _apply(op, x if u is None else u, y if v is None else v)
-        if _bad(r):
+        r = apply_op(op, x if u is None else u, y if v is None else v)
+        if is_undefined(r):
             return None
         if r in _extras(s):
             methods.add("identical")
