@@ -29,7 +29,7 @@ def _load(path: str):
         return load_spec(Path(path), path=path)
     except CompileError as err:
         return err
-    except (OSError, UnicodeDecodeError, ValueError) as err:
+    except (OSError, UnicodeDecodeError) as err:
         # The front end reports these as diagnostics; this is a safety net, never a traceback.
         return f"{path}: error: cannot read spec: {err}"
 
