@@ -26,7 +26,8 @@ def demo_train(out_dir: str | Path, steps: int = 250) -> Path:
     the summary and where the curves and metrics went; return `out_dir`."""
     out = Path(out_dir)
     task = make_task("mqar", **DEMO_TASK)
-    model = ModelConfig(width=64, layers=2, backend="chunked", dims={"H": 2, "K": 16, "V": 16})
+    model = ModelConfig(width=64, layers=2, backend="chunked", dims={"H": 2, "K": 16, "V": 16},
+                        input_acts={"g": "logsigmoid/16"}, conv=4)
     cfg = TrainConfig(steps=steps, batch_size=32, lr=3e-3, eval_every=50, eval_batches=2,
                       ckpt_every=steps, device="cpu", progress=True)
     summary = train(zoo_spec(DEMO_SPEC), task, model, cfg, out, spec_name=DEMO_SPEC)
