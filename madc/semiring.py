@@ -85,9 +85,9 @@ def evaluate(expr: sympy.Expr, x: float, y: float) -> float:
     import math
 
     if expr.has(sympy.log) and expr.has(sympy.exp) and _same(expr, _LOGADDEXP):
-        if x == -math.inf and y == -math.inf:
-            return -math.inf
         m = max(x, y)
+        if math.isinf(m):  # both -inf, or either +inf: the max shift would compute inf - inf
+            return m
         return m + math.log(math.exp(x - m) + math.exp(y - m))
     value = expr.xreplace({X: sympy.Float(x) if math.isfinite(x) else (sympy.oo if x > 0
                            else -sympy.oo),
