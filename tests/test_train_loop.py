@@ -114,3 +114,29 @@ def test_divergence_stops_with_a_clear_error(tmp_path):
 
     with pytest.raises(TrainingDiverged, match="loss is nan at step 1"):
         train(lambda: Exploding(8), _task(), MODEL, _cfg(), tmp_path)
+
+
+def test_cli_train_and_sweep_on_zoo_specs(tmp_path, capsys):
+    common = ["--task", "s5", "--task-arg", "train_len=6", "--task-arg", "test_lens=9",
+              "--steps", "3", "--batch-size", "4", "--width", "16", "--layers", "1",
+              "--eval-every", "3", "--eval-batches", "1", "--backend", "chunked",
+              "--no-progress", "--device", "cpu"]
+    out = tmp_path / "train"
+    assert train_cli(["train", "ops/hgrn.scan", *common, "--out", str(out)]) == 0
+    assert "hgrn.scan on s5" in capsys.readouterr().out
+    assert len(_rows(out / "train.csv")) == 3 and (out / "curves.png").exists()
+    assert train_cli(["train", "ops/hgrn.scan", *common, "--steps", "5", "--out", str(out),
+                      "--resume"]) == 0
+    assert [r["step"] for r in _rows(out / "train.csv")] == ["1", "2", "3", "4", "5"]
+
+    bad = tmp_path / "bad.scan"
+    bad.write_text("scan bad\nstate h : [Q]\n")
+    sweep_out = tmp_path / "sweep"
+    code = train_cli(["sweep", "ops/hgrn.scan", str(bad), *common, "--out", str(sweep_out)])
+    assert code == 1
+    table = (sweep_out / "leaderboard.md").read_text()
+    assert "| 1 | hgrn |" in table and "| - | bad | - | failed:" in table
+    results = json.loads((sweep_out / "leaderboard.json").read_text())
+    assert results[0]["final_eval_acc"] == pytest.approx(
+        json.loads((sweep_out / "hgrn" / "metrics.json").read_text())["summary"]["final_eval_acc"])
+    assert (sweep_out / "comparison.png").read_bytes()[:4] == b"\x89PNG"
