@@ -37,7 +37,7 @@ class Batch:
     targets: torch.Tensor
 
     def shard(self, rank: int, world: int) -> Batch:
-        """Rows `rank::world`-contiguous slice of the batch for one data-parallel rank."""
+        """The contiguous block of rows that data-parallel rank `rank` of `world` trains on."""
         n = self.inputs.shape[0]
         if n % world:
             raise TaskError(f"batch size {n} is not divisible by the world size {world}")
