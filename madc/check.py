@@ -99,7 +99,9 @@ def main_check(paths: list[str], json_out: bool, strict: bool, stdout: TextIO,
                stderr: TextIO) -> int:
     """Check every spec in `paths`; print the table (or JSON) to `stdout`, diagnostics and
     warnings to `stderr`; return the exit status (0 ok, 1 refuted/strict-unproven, 2 error)."""
-    reports, files, errors = [], [], 0
+    from madc.codegen.package import triton_plan
+
+    reports, files, plans, errors = [], [], [], 0
     for path in paths:
         loaded = _load(path)
         if isinstance(loaded, (CompileError, str)):
@@ -110,7 +112,9 @@ def main_check(paths: list[str], json_out: bool, strict: bool, stdout: TextIO,
             continue
         report = check_ir(loaded)
         reports.append(report)
-        files.append(report.to_json() | {"path": path})
+        plan = triton_plan(loaded)
+        plans.append(f"{report.spec}: {plan}")
+        files.append(report.to_json() | {"path": path, "backends": plan})
     statuses = [r.status for r in reports]
     if errors:
         code = 2
@@ -125,6 +129,7 @@ def main_check(paths: list[str], json_out: bool, strict: bool, stdout: TextIO,
     table = render_table(reports)
     if table:
         print(table, file=stdout)
+        print("\nbackends\n" + "\n".join(plans), file=stdout)
     for r in reports:
         for c in r.checks:
             if c.verdict == UNPROVEN:

@@ -44,7 +44,8 @@ def run(paths, json_out=False, strict=False):
 def test_gla_is_proved_and_exits_0():
     code, out, err = run([OPS / "gla.scan"])
     assert code == 0, err
-    rows = [line.split() for line in out.splitlines()[1:-1]]
+    table = out.split("\n\nbackends\n")[0]
+    rows = [line.split() for line in table.splitlines()[1:]]
     assert "closure.S" in out and {row[2] for row in rows} == {"proved"}
     assert out.splitlines()[0].split() == ["spec", "check", "verdict", "detail"]
 
@@ -80,7 +81,7 @@ def test_json_schema_and_counterexample_reevaluates():
     data = json.loads(out)
     assert code == 1 and data["exit_code"] == 1 and data["schema"] == "madc-check/1"
     gla, monarch = data["files"]
-    assert set(gla) == {"path", "spec", "checks", "status"}
+    assert set(gla) == {"path", "spec", "checks", "status", "backends"}
     assert gla["status"] == "proved" and monarch["status"] == "refuted"
     for check in gla["checks"] + monarch["checks"]:
         assert set(check) == {"name", "verdict", "counterexample", "detail"}
@@ -138,3 +139,20 @@ def test_every_zoo_spec_gets_its_verdict():
             assert refuted[0]["counterexample"]["class"] == REFUTED_OPS[name]
         else:
             assert entry["status"] == "proved", (name, entry["checks"])
+
+
+def test_check_names_the_triton_family_and_the_missing_tensor_core_path(tmp_path):
+    import io
+
+    from madc.check import main_check
+
+    spec = tmp_path / "trop_attn.scan"
+    spec.write_text("scan trop_attn\ndims K = 8, V = 8\nsemiring tropical\n"
+                    "input k : [K]\ninput v : [V]\ninput q : [K]\ninput g : [K]\n"
+                    "state S : [K, V]\nS = g[:, None] * S + outer(k, v)\nreadout o = q @ S\n")
+    out = io.StringIO()
+    assert main_check([str(spec), "ops/gla.scan"], json_out=False, strict=False,
+                      stdout=out, stderr=io.StringIO()) == 0
+    text = out.getvalue()
+    assert "gla: triton: triton_attention" in text
+    assert "trop_attn: triton: triton_vector; no tensor-core path: the tropical" in text

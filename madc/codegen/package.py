@@ -59,6 +59,19 @@ def triton_generator(ir: ScanIR):
     return None
 
 
+def triton_plan(ir: ScanIR) -> str:
+    """One line saying which Triton kernel family compiles `ir`, and why a matrix-state
+    spec has no tensor-core path when the attention form refuses it (e.g. tropical)."""
+    chosen = triton_generator(ir)
+    notes = [f"triton: {chosen[0]}" if chosen else "triton: none (reference/chunked only)"]
+    matrix_state = any(len(s.shape) >= 2 for s in ir.states)
+    if matrix_state and (chosen is None or chosen[0] != "triton_attention"):
+        from madc.codegen.triton_attention import unsupported_reason
+
+        notes.append(f"no tensor-core path: {unsupported_reason(ir)}")
+    return "; ".join(notes)
+
+
 def _shape_literal(shape) -> str:
     """A per-token shape as a tuple literal (dim names double-quoted, ints bare)."""
     return _tuple_literal([f'"{d}"' if isinstance(d, str) else str(int(d)) for d in shape])
