@@ -121,4 +121,9 @@ def main_compile(args) -> int:
         print(f"madc compile: error: {err}", file=sys.stderr)
         return 2
     print(f"wrote {target}")
+    if args.backend in ("all", "triton"):
+        from madc.codegen.package import triton_plan
+        from madc.frontend import load_spec
+
+        print(triton_plan(load_spec(Path(args.file), path=args.file)))
     return 0

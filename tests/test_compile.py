@@ -167,3 +167,15 @@ def test_emitted_code_is_lint_clean(tmp_path):
                            "--line-length", "100", "--select", "E,F,W", str(tmp_path)],
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stdout
+
+
+def test_main_compile_says_which_triton_family_and_why_no_tensor_cores(tmp_path, capsys):
+    spec = tmp_path / "trop_attn.scan"
+    spec.write_text("scan trop_attn\ndims K = 8, V = 8\nsemiring tropical\n"
+                    "input k : [K]\ninput v : [V]\ninput q : [K]\ninput g : [K]\n"
+                    "state S : [K, V]\nS = g[:, None] * S + outer(k, v)\nreadout o = q @ S\n")
+    assert main_compile([str(spec), "-o", str(tmp_path / "out")]) == 0
+    out = capsys.readouterr().out
+    assert "triton: triton_vector; no tensor-core path: the tropical semiring" in out
+    assert main_compile([str(ZOO / "gla.scan"), "-o", str(tmp_path / "out")]) == 0
+    assert "triton: triton_attention" in capsys.readouterr().out
