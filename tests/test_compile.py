@@ -177,5 +177,5 @@ def test_main_compile_says_which_triton_family_and_why_no_tensor_cores(tmp_path,
     assert main_compile([str(spec), "-o", str(tmp_path / "out")]) == 0
     out = capsys.readouterr().out
     assert "triton: triton_vector; no tensor-core path: the tropical semiring" in out
-    assert main_compile([str(ZOO / "gla.scan"), "-o", str(tmp_path / "out")]) == 0
+    assert main_compile([str(REPO / "ops" / "gla.scan"), "-o", str(tmp_path / "out")]) == 0
     assert "triton: triton_attention" in capsys.readouterr().out
