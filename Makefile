@@ -10,10 +10,10 @@ $(VPY):
 	$(PY) -m venv $(VENV)
 
 # torch 2.13.0 first: it is the CPU build on this machine's disk; any other pin downloads gigabytes.
-$(STAMP): $(VPY) pyproject.toml
+$(STAMP): $(VPY) pyproject.toml constraints.txt
 	$(VPY) -m pip install -q --upgrade pip
-	$(VPY) -m pip install -q torch==2.13.0
-	$(VPY) -m pip install -q -e '.[dev]'
+	$(VPY) -m pip install -q -c constraints.txt torch==2.13.0
+	$(VPY) -m pip install -q -c constraints.txt -e '.[dev]'
 	touch $(STAMP)
 
 run: $(STAMP)
