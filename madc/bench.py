@@ -173,7 +173,8 @@ def run_bench(file: str, shape: str = "", dtype: str = "bf16", backend: str = "t
     entries = []
 
     def both(name, mod, note=""):
-        fwd = measure(lambda: mod(**inputs))
+        with torch.no_grad():  # forward alone is inference: the fused kernel where there is one
+            fwd = measure(lambda: mod(**inputs))
         fb = measure(_fwd_bwd(lambda: mod(**grads_in), grads_in, mod.parameters()))
         entries.append(_entry(name, fwd, fb, note))
 
@@ -183,7 +184,9 @@ def run_bench(file: str, shape: str = "", dtype: str = "bf16", backend: str = "t
             if hasattr(ours, "dims") else None
         if tv is not None and getattr(tv, "HAS_FUSED", False):
             params = {n: p for n, p in ours.named_parameters()}
-            fwd = measure(lambda: tv.scan(inputs, params, ours.dims, None, None, fused=False))
+            with torch.no_grad():
+                fwd = measure(lambda: tv.scan(inputs, params, ours.dims, None, None,
+                                              fused=False))
             entries.append(_entry("madc triton, states materialised", fwd, None))
     if "reference" not in skip:
         ref = madc.load(file, backend="reference", **over).to(device)
