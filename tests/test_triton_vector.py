@@ -340,3 +340,11 @@ def test_module_matches_reference_backend(path):
         assert (v is None) == (r is None)
         if r is not None:
             assert _rel_err(v, r) <= TOL
+
+
+def test_chunk_size_option_need_not_be_a_power_of_two(tmp_path):
+    ir, mod = _emit(os.path.join(ROOT, "ops", "hgrn.scan"), tmp_path)
+    x, g = torch.randn(1, 23, 4), -torch.rand(1, 23, 4)
+    (y1,), _ = mod.scan({"x": x, "g": g}, {}, {"D": 4}, None, None, chunk_size=5)
+    (y2,), _ = mod.scan({"x": x, "g": g}, {}, {"D": 4}, None, None, chunk_size=16)
+    assert _rel_err(y1, y2) <= TOL
