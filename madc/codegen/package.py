@@ -15,7 +15,7 @@ from pathlib import Path
 from madc.codegen import chunked, reference
 from madc.codegen.prologue import emit_prologue
 from madc.codegen.templates import render
-from madc.ir import ScanIR
+from madc.ir import ScanIR, SOuter
 
 #: The Triton code generators, tried in this order: module name in `madc.codegen`, and the
 #: package module it emits (`triton_<kind>.py`).
@@ -64,12 +64,19 @@ def triton_plan(ir: ScanIR) -> str:
     spec has no tensor-core path when the attention form refuses it (e.g. tropical)."""
     chosen = triton_generator(ir)
     notes = [f"triton: {chosen[0]}" if chosen else "triton: none (reference/chunked only)"]
-    matrix_state = any(len(s.shape) >= 2 for s in ir.states)
-    if matrix_state and (chosen is None or chosen[0] != "triton_attention"):
+    # The linear-attention family: a matrix state fed by an outer product.
+    outer_fed = any(u.inject is not None and _has_outer(u.inject) for u in ir.updates)
+    if outer_fed and (chosen is None or chosen[0] != "triton_attention"):
         from madc.codegen.triton_attention import unsupported_reason
 
         notes.append(f"no tensor-core path: {unsupported_reason(ir)}")
     return "; ".join(notes)
+
+
+def _has_outer(expr) -> bool:
+    if isinstance(expr, SOuter):
+        return True
+    return any(_has_outer(getattr(expr, f)) for f in ("x", "y") if hasattr(expr, f))
 
 
 def _shape_literal(shape) -> str:
