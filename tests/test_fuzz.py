@@ -270,3 +270,19 @@ def test_non_finite_candidate_is_excused_only_where_the_dtype_reference_fails_to
     assert compare("grad w", "grad", got, want, _t(math.nan, 1.0), "fp16").ok
     assert not compare("grad w", "grad", _t(math.nan, math.nan), want, _t(math.nan, 1.0),
                        "fp16").ok
+
+
+def test_selective_semiring_low_precision_gradients_are_reported_not_judged():
+    from types import SimpleNamespace
+
+    from madc.repro import _judge
+
+    ref = SimpleNamespace(outputs=("y",), state_shapes={"h": (2,)})
+    want = ([_t(1.0, 2.0)], [_t(2.0, 0.5)], {"grad input x": _t(1.0, 0.0)})
+    flipped = ([_t(1.0, 2.0)], [_t(2.0, 0.5)], {"grad input x": _t(0.0, 1.0)})  # argmax flip
+    for dtype, selective, ok in [("bf16", True, True), ("fp32", True, False),
+                                 ("bf16", False, False)]:
+        findings = _judge(ref, Case(dtype=dtype), flipped, want, None, selective)
+        assert all(f.ok for f in findings) == ok, (dtype, selective)
+    wrong_output = ([_t(1.0, 3.0)], [_t(2.0, 0.5)], want[2])
+    assert not all(f.ok for f in _judge(ref, Case(dtype="bf16"), wrong_output, want, None, True))
