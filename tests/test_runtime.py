@@ -193,3 +193,20 @@ def test_triton_on_cpu_without_interpreter_is_a_clear_error(monkeypatch):
     monkeypatch.delenv("TRITON_INTERPRET", raising=False)
     _error(module, r"backend=.triton. needs CUDA tensors \(or TRITON_INTERPRET=1",
            **_inputs(module))
+
+
+@pytest.mark.parametrize("backend", ["reference", "chunked"])
+def test_cu_seqlens_without_initial_state_equals_separate_runs(backend):
+    # Regression: the zero start states had B (=1) rows instead of one per packed sequence.
+    mod = madc.load(REPO / "ops" / "hgrn.scan", backend=backend, D=3).double()
+    gen = torch.Generator().manual_seed(3)
+    x = torch.randn(1, 6, 3, dtype=torch.float64, generator=gen)
+    g = -torch.rand(1, 6, 3, dtype=torch.float64, generator=gen)
+    cu = torch.tensor([0, 1, 4, 6])
+    packed, states = mod(x=x, g=g, cu_seqlens=cu, return_state=True)
+    assert states.shape == (3, 3)
+    for i in range(3):
+        lo, hi = int(cu[i]), int(cu[i + 1])
+        alone, state = mod(x=x[:, lo:hi], g=g[:, lo:hi], return_state=True)
+        torch.testing.assert_close(packed[:, lo:hi], alone, rtol=1e-12, atol=1e-12)
+        torch.testing.assert_close(states[i], state[0], rtol=1e-12, atol=1e-12)

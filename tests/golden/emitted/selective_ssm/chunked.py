@@ -139,7 +139,9 @@ def scan(inputs, params, dims, initial_state=None, cu_seqlens=None, chunk_size=N
                 for name, value in prologue.injects(env, dims).items()}
     env_pieces = {key: value.split(sizes, dim=1) for key, value in env.items()
                   if key in prologue.VARYING}
-    starts = _initial_states(initial_state, batch, dims, like)
+    # one start per sequence: B rows, or one per packed sequence with cu_seqlens
+    rows = batch if cu_seqlens is None else len(cu_seqlens) - 1
+    starts = _initial_states(initial_state, rows, dims, like)
     pieces = {name: [] for name in prologue.READOUTS}
     finals = {name: [] for name in prologue.STATES}
     window = 0

@@ -58,7 +58,9 @@ def scan(inputs, params, dims, initial_state=None, cu_seqlens=None, **options):
     injected = {name: None if value is None else _tokens(value, total)
                 for name, value in prologue.injects(env, dims).items()}
     tokens = {key: value.unbind(1) for key, value in env.items() if key in prologue.VARYING}
-    starts = _initial_states(initial_state, batch, dims, like)
+    # one start per sequence: B rows, or one per packed sequence with cu_seqlens
+    rows = batch if cu_seqlens is None else len(cu_seqlens) - 1
+    starts = _initial_states(initial_state, rows, dims, like)
     steps = {name: [] for name in prologue.READOUTS}
     finals = {name: [] for name in prologue.STATES}
     for i, (begin, end) in enumerate(_segments(total, cu_seqlens)):
