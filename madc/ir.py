@@ -27,11 +27,11 @@ Conventions every backend relies on:
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal, Union
+from typing import Literal
 
 import sympy
 
-Dim = Union[str, int]
+Dim = str | int
 Shape = tuple  # tuple[Dim, ...]
 
 
@@ -157,7 +157,7 @@ class SOuter:
     varying: bool
 
 
-Expr = Union[Ref, Num, Unary, Binary, Call, Index, SAdd, SMul, SSum, SMatmul, SOuter]
+Expr = Ref | Num | Unary | Binary | Call | Index | SAdd | SMul | SSum | SMatmul | SOuter
 
 REAL_NODES = (Unary, Binary, Call)
 SEMIRING_NODES = (SAdd, SMul, SSum, SMatmul, SOuter)
