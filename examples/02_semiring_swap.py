@@ -13,12 +13,14 @@ re-evaluates, and a mistake in a spec is a `file:line:col` diagnostic. CPU only,
 from __future__ import annotations
 
 import math
+import tempfile
 from pathlib import Path
 
 import torch
 
 import madc
 from madc.algebra import check_ir
+from madc.compile import compile_spec
 from madc.frontend import load_spec
 
 HERE = Path(__file__).resolve().parent
@@ -64,6 +66,14 @@ def swap() -> None:
     assert torch.equal(y_user, y_trop), "the user (max, +) block differs from tropical"
     print("user-defined (max, +) semiring == built-in tropical: exactly")
 
+    # The emitted semiring modules differ only in their 3-line header (path, hash, name).
+    with tempfile.TemporaryDirectory() as out:
+        texts = [(compile_spec(str(HERE / f"{name}.scan"), out) / "semiring.py").read_text()
+                 for name in ("swap_tropical", "swap_user")]
+    same = texts[0].splitlines()[3:] == texts[1].splitlines()[3:]
+    print(f"emitted semiring.py of swap_user == swap_tropical's past the header: {same}")
+    assert same
+
 
 def refusal() -> None:
     """(max, *) over the reals: the checker's counterexample, evaluated by hand."""
@@ -88,11 +98,13 @@ def refusal() -> None:
 def mistake() -> None:
     """A real-arithmetic call in a semiring line: a diagnostic, not a traceback."""
     try:
-        load_spec(str(HERE / "swap_mistake.scan"))
+        # `path` names the file in diagnostics; here relative to the repository root.
+        load_spec((HERE / "swap_mistake.scan").read_text(), path="examples/swap_mistake.scan")
     except madc.CompileError as err:
         text = err.render()
         print(text)
-        assert err.codes() == ["E0401"] and "swap_mistake.scan:11:13: error[E0401]" in text
+        assert err.codes() == ["E0401"]
+        assert text.startswith("examples/swap_mistake.scan:11:13: error[E0401]"), text
     else:
         raise AssertionError("the mistake was accepted")
 
