@@ -1,0 +1,118 @@
+"""Compile every Triton kernel a spec launches for a real GPU target (sm_90), without a GPU.
+
+The CPU interpreter (`TRITON_INTERPRET=1`) runs kernels as Python and accepts code the Triton
+compiler rejects (a non-constexpr global read inside a kernel, say). This tool closes that gap:
+
+    python triton_sm90.py record SPEC JOBS   # under TRITON_INTERPRET=1: run the Triton backend
+                                             # (forward with and without grad, backward) and
+                                             # record each kernel's launch arguments
+    python triton_sm90.py compile JOBS       # without the interpreter: triton.compile each
+                                             # kernel for GPUTarget("cuda", 90, 32) (PTX+cubin)
+
+`compile` prints one line per kernel and exits 1 if any kernel fails to compile.
+"""
+
+from __future__ import annotations
+
+import importlib
+import pickle
+import sys
+from pathlib import Path
+
+_OPTIONS = ("num_warps", "num_stages", "num_ctas", "maxnreg")
+
+
+def _dtype_name(dtype) -> str:
+    return str(dtype).removeprefix("torch.")
+
+
+def record(spec: str, jobs_path: str) -> int:
+    """Run the spec's Triton backend in the interpreter; pickle (file, kernel, args)."""
+    import torch
+    import triton.runtime.interpreter as interp
+
+    import madc
+
+    launches: dict = {}
+    original = interp.InterpretedFunction.run
+
+    def run(self, *args, grid, warmup, **kwargs):
+        bound = dict(zip(self.arg_names, args)) | kwargs
+        values = {k: ("tensor", _dtype_name(v.dtype)) if isinstance(v, torch.Tensor)
+                  else ("dtype", _dtype_name(v)) if isinstance(v, torch.dtype) else v
+                  for k, v in bound.items()}
+        launches.setdefault(self.fn.__name__, (self.fn.__code__.co_filename, values))
+        return original(self, *args, grid=grid, warmup=warmup, **kwargs)
+
+    interp.InterpretedFunction.run = run
+    module = madc.load(spec, backend="triton")
+    gen = torch.Generator().manual_seed(0)
+    heads = () if module.heads is None else (module.heads,)
+    inputs = {name: torch.randn(2, 5, *heads, *shape, generator=gen)
+              for name, shape in module.inputs.items()}
+    with torch.no_grad():
+        module(**inputs)  # the fused inference path, where a backend has one
+    leaves = {name: x.clone().requires_grad_() for name, x in inputs.items()}
+    out = module(**leaves)
+    out = out if isinstance(out, tuple) else (out,)
+    sum(o.float().sum() for o in out).backward()
+    jobs = [(path, name, values) for name, (path, values) in sorted(launches.items())]
+    Path(jobs_path).write_bytes(pickle.dumps(jobs))
+    print(f"recorded {len(jobs)} kernel(s)")
+    return 0 if jobs else 1
+
+
+def _signature(jit, values: dict) -> tuple[dict, dict, dict]:
+    import torch
+
+    _short = {"float32": "fp32", "float16": "fp16", "bfloat16": "bf16", "float64": "fp64",
+              "int32": "i32", "int64": "i64", "bool": "i1", "int8": "i8", "uint8": "u8"}
+    options = {k: values[k] for k in _OPTIONS if k in values}
+    signature, constexprs = {}, {}
+    for p in jit.params:
+        v = values.get(p.name, p.default)
+        if isinstance(v, tuple) and v[0] == "dtype":
+            v = getattr(torch, v[1])
+        if p.is_constexpr or v is None:
+            signature[p.name], constexprs[p.name] = "constexpr", v
+        elif isinstance(v, tuple):
+            signature[p.name] = "*" + _short[v[1]]
+        elif isinstance(v, bool):
+            signature[p.name] = "i1"
+        elif isinstance(v, int):
+            signature[p.name] = "i64" if abs(v) >= 2**31 else "i32"
+        elif isinstance(v, float):
+            signature[p.name] = "fp32"
+        else:
+            raise TypeError(f"{jit.__name__}.{p.name}: cannot type {type(v).__name__}")
+    return signature, constexprs, options
+
+
+def compile_all(jobs_path: str) -> int:
+    """triton.compile every recorded kernel for sm_90; 1 if any fails."""
+    import triton
+    from triton.backends.compiler import GPUTarget
+    from triton.compiler import ASTSource
+
+    failed = 0
+    for path, name, values in pickle.loads(Path(jobs_path).read_bytes()):
+        package = Path(path).parent
+        sys.path.insert(0, str(package.parent))
+        kernel = getattr(importlib.import_module(f"{package.name}.{Path(path).stem}"), name)
+        while not isinstance(kernel, triton.runtime.jit.JITFunction):  # autotuner/heuristics
+            kernel = kernel.fn
+        signature, constexprs, options = _signature(kernel, dict(values))
+        try:
+            compiled = triton.compile(ASTSource(fn=kernel, signature=signature,
+                                                constexprs=constexprs),
+                                      target=GPUTarget("cuda", 90, 32), options=options)
+            print(f"ok    {name}: shared memory {compiled.metadata.shared} bytes")
+        except Exception as err:  # noqa: BLE001 - report every kernel, then fail once
+            failed += 1
+            print(f"FAIL  {name}: {type(err).__name__}: {err}")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    mode = sys.argv[1]
+    sys.exit(record(*sys.argv[2:4]) if mode == "record" else compile_all(sys.argv[2]))
