@@ -27,6 +27,7 @@ import math
 import sympy
 
 from madc.ir import (
+    SEMIRING_NODES,
     SEMIRING_X,
     SEMIRING_Y,
     Binary,
@@ -124,9 +125,10 @@ class SympyTorchPrinter:
 
 class SemiringSpelling:
     """How the semiring's add, mul, sum and constants are written in torch, chosen from
-    `Semiring.facts`. `generic` is True when no fact matched and the sympy form is used."""
+    `Semiring.facts`. `generic` is True when no fact matched and the sympy form is used; the
+    reduction is then `fold` (a format string of `x` and the axis `a`)."""
 
-    def __init__(self, semiring, guarded: bool = False):
+    def __init__(self, semiring, guarded: bool = False, fold: str = "sr.fold({x}, {a})"):
         self.semiring = semiring
         facts = semiring.facts
         self.is_real = "add_is_plus" in facts and "mul_is_times" in facts
@@ -144,7 +146,7 @@ class SemiringSpelling:
         elif "add_is_min" in facts:
             self._add, self._sum = "torch.minimum({x}, {y})", "torch.amin({x}, dim={a})"
         else:
-            self._add, self._sum = None, "sr.fold({x}, {a})"
+            self._add, self._sum = None, fold
         if "mul_is_times" in facts:
             self._mul = "({x} * {y})"
         elif "mul_is_plus" in facts:
@@ -172,6 +174,26 @@ class SemiringSpelling:
     def sum(self, x: str, axis: int) -> str:
         """Source for the (+)-reduction of x over `axis`."""
         return self._sum.format(x=strip_parens(x), a=axis)
+
+
+class HelperSpelling:
+    """Semiring nodes spelled as calls of helper functions that the emitted module defines
+    (`add(x, y)`, `mul(x, y)`, `sum(x, axis)`; the Triton backends' torch side)."""
+
+    def __init__(self, add: str, mul: str, sum: str):
+        self._names = (add, mul, sum)
+
+    def add(self, x: str, y: str) -> str:
+        """Source for x (+) y."""
+        return f"{self._names[0]}({strip_parens(x)}, {strip_parens(y)})"
+
+    def mul(self, x: str, y: str) -> str:
+        """Source for x (*) y."""
+        return f"{self._names[1]}({strip_parens(x)}, {strip_parens(y)})"
+
+    def sum(self, x: str, axis: int) -> str:
+        """Source for the (+)-reduction of x over `axis`."""
+        return f"{self._names[2]}({strip_parens(x)}, {axis})"
 
 
 def _fill(spelling: str, x: str, y: str) -> str:
@@ -209,22 +231,31 @@ class TorchPrinter:
 
     `names` maps a `Ref` to the source that reads it (default: its `py_name`). With
     `guarded`, log-semiring sums are spelled with the emitted package's `sr.logaddexp` /
-    `sr.logsumexp` (zero gradients where every term is -inf) instead of torch's."""
+    `sr.logsumexp` (zero gradients where every term is -inf) instead of torch's. `semiring`
+    replaces the spelling of semiring nodes (e.g. a `HelperSpelling`); with
+    `allow_semiring=False` a semiring node is an error (real-arithmetic contexts). `dtype` and
+    `device` are the source of the working dtype and device that constants and constructors
+    take (the emitted packages: variables `dtype`, `device`)."""
 
     def __init__(self, ir: ScanIR, names=None, shape_code: str | None = None,
-                 guarded: bool = False):
+                 guarded: bool = False, semiring=None, allow_semiring: bool = True,
+                 dtype: str = "dtype", device: str = "device"):
         self.ir = ir
-        self.sr = SemiringSpelling(ir.semiring, guarded=guarded)
+        self.sr = semiring or SemiringSpelling(ir.semiring, guarded=guarded)
+        self.allow_semiring = allow_semiring
         self.names = names or (lambda ref: py_name(ref.name))
         self.lead = LeadInfo(ir)
         # the full shape (as source) a `randn()`/`uniform()` in a param init fills
         self.shape_code = shape_code
+        self.like = f"dtype={dtype}, device={device}"
 
     def doprint(self, expr) -> str:
         """Torch source for `expr`."""
         method = getattr(self, "_print_" + type(expr).__name__, None)
         if method is None:
             raise CodegenError(f"the torch printer has no rule for {type(expr).__name__}")
+        if not self.allow_semiring and isinstance(expr, SEMIRING_NODES):
+            raise CodegenError(f"semiring {type(expr).__name__} inside real arithmetic")
         return method(expr)
 
     # ---------------------------------------------------------------- helpers
@@ -241,7 +272,7 @@ class TorchPrinter:
         """`expr` printed as a tensor (constants wrapped with the working dtype/device)."""
         code = self.doprint(expr)
         if not self.lead.is_tensor(expr):
-            return f"torch.as_tensor({strip_parens(code)}, dtype=dtype, device=device)"
+            return f"torch.as_tensor({strip_parens(code)}, {self.like})"
         return strip_parens(code)
 
     def dim_code(self, item) -> str:
@@ -320,7 +351,7 @@ class TorchPrinter:
             return f"torch.roll({self.tensor(e.args[0])}, shifts={shift}, dims={e.axis})"
         if fn in ("eye", "arange"):
             n = self.dim_code(e.extra[0] if e.extra else e.args[0])
-            return f"torch.{fn}({n}, dtype=dtype, device=device)"
+            return f"torch.{fn}({n}, {self.like})"
         if fn in ("randn", "uniform"):
             return self._random(e)
         raise CodegenError(f"the torch printer does not know the function {fn!r}")
@@ -334,9 +365,9 @@ class TorchPrinter:
         if self.shape_code is None:
             raise CodegenError(f"{e.fn}() is only allowed in a param init")
         if e.fn == "randn":
-            return f"torch.randn({self.shape_code}, dtype=dtype, device=device)"
+            return f"torch.randn({self.shape_code}, {self.like})"
         lo, hi = (self.doprint(a) for a in e.args)
-        rand = f"torch.rand({self.shape_code}, dtype=dtype, device=device)"
+        rand = f"torch.rand({self.shape_code}, {self.like})"
         return f"({lo} + ({hi} - {lo}) * {rand})"
 
     def _matmul(self, e, real: bool) -> str:

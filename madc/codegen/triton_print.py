@@ -1,9 +1,11 @@
-"""Printers from sympy (semiring operations, derived adjoint coefficients) to Triton and torch.
+"""Printers from sympy (semiring operations, derived adjoint coefficients) and IR tiles to Triton.
 
-One printer class, one op -> spelling table per target (`TRITON`, `TORCH`). An unsupported
-node raises `PrintError`: never partial code. Semiring `add`/`mul` are spelled through
-`semiring_op`, which picks a numerically safe spelling from the semiring's derived facts
-(`add_is_logaddexp` -> a max-shifted logaddexp) and falls back to printing the sympy expression.
+One printer class over an op -> spelling table (`TRITON`). An unsupported node raises
+`PrintError`: never partial code. Semiring `add`/`mul` are spelled through `semiring_op`, which
+picks a numerically safe spelling from the semiring's derived facts (`add_is_logaddexp` -> a
+max-shifted logaddexp) and falls back to printing the sympy expression. The torch side of the
+Triton backends is printed by `madc.codegen.torch_print` (`TorchPrinter`, `SemiringSpelling`,
+`SympyTorchPrinter`).
 
 Laws the spellings rely on (checked in `tests/test_triton_vector.py`):
   Heaviside(u - v) == where(u > v, 1, where(u == v, 1/2, 0))   (sympy's H(0) = 1/2)
@@ -14,10 +16,11 @@ from __future__ import annotations
 
 import sympy
 
+from madc.codegen.torch_print import CodegenError
 from madc.ir import SEMIRING_X, SEMIRING_Y, Semiring
 
 
-class PrintError(ValueError):
+class PrintError(CodegenError, ValueError):
     """An expression the printer cannot spell in the target language."""
 
 
@@ -26,14 +29,6 @@ TRITON = {
     "exp": "tl.exp({0})", "log": "tl.log({0})", "max": "tl.maximum({0}, {1})",
     "min": "tl.minimum({0}, {1})", "where": "tl.where({0}, {1}, {2})", "inf": "INF",
     "logaddexp": "_logaddexp({0}, {1})", "sqrt": "tl.sqrt({0})", "abs": "tl.abs({0})",
-}
-
-#: torch spellings (used by the emitted torch prologue/readout code).
-TORCH = {
-    "exp": "torch.exp({0})", "log": "torch.log({0})", "max": "torch.maximum({0}, {1})",
-    "min": "torch.minimum({0}, {1})", "where": "torch.where({0}, {1}, {2})",
-    "inf": "math.inf", "logaddexp": "torch.logaddexp({0}, {1})", "sqrt": "torch.sqrt({0})",
-    "abs": "torch.abs({0})",
 }
 
 

@@ -26,12 +26,15 @@ from pathlib import Path
 import jinja2
 
 from madc import ir
-from madc.codegen.torch_print import LeadInfo
+from madc.codegen.torch_print import (
+    CodegenError,
+    HelperSpelling,
+    SemiringSpelling,
+    TorchPrinter,
+)
 from madc.codegen.triton_structured_torch import (
     RUNTIME_HELPERS,
-    TorchPrinter,
     UnsupportedError,
-    constant,
     semiring_facts_supported,
     semiring_helpers,
     wrap,
@@ -170,8 +173,10 @@ def _table(name: str, items: list) -> str:
 
 def _spec_code(scan_ir: ir.ScanIR) -> str:
     """The generated, spec-specific torch code: tables, prologue, factors, readouts."""
-    lead = LeadInfo(scan_ir)
-    real, semi = TorchPrinter(lead, semiring_ok=False), TorchPrinter(lead, semiring_ok=True)
+    options = dict(names=lambda ref: f"env[{ref.name!r}]", dtype="like.dtype",
+                   device="like.device", semiring=HelperSpelling("_sr_add", "_sr_mul", "_sr_sum"))
+    real = TorchPrinter(scan_ir, allow_semiring=False, **options).doprint
+    semi = TorchPrinter(scan_ir, **options).doprint
     inputs = [f"{i.name!r}: {tuple(i.shape)!r}" for i in scan_ir.inputs]
     params = [f"{p.name!r}: ({tuple(p.shape)!r}, {p.per_head})" for p in scan_ir.params]
     parts = [
@@ -239,15 +244,20 @@ def emit(scan_ir: ir.ScanIR) -> str:
     from madc import __version__
 
     sr = scan_ir.semiring
-    real = {"add_is_plus", "mul_is_times"} <= sr.facts
+    spelling = SemiringSpelling(sr)
+    try:
+        spec_code = _spec_code(scan_ir)
+    except CodegenError as err:
+        raise UnsupportedError(f"{scan_ir.name}: the structured Triton backend cannot print "
+                               f"this spec: {err}") from err
     structures = ", ".join(sorted({u.transition.structure for u in scan_ir.updates}))
     values = dict(
         name=scan_ir.name, class_name="".join(w.capitalize() for w in scan_ir.name.split("_")),
         structures=structures, version=__version__, path=scan_ir.path or "<string>",
         source_hash=scan_ir.source_hash, semiring_name=sr.name, semiring_add=str(sr.add),
-        semiring_mul=str(sr.mul), zero=constant(sr.zero), one=constant(sr.one), real=real,
+        semiring_mul=str(sr.mul), zero=spelling.zero, one=spelling.one, real=spelling.is_real,
         torch_semiring=semiring_helpers(sr), runtime_helpers=RUNTIME_HELPERS,
-        spec_code=_spec_code(scan_ir),
+        spec_code=spec_code,
         input_names=", ".join(i.name for i in scan_ir.inputs) or "(none)",
         param_names=", ".join(p.name for p in scan_ir.params) or "(none)",
         dims_repr=dict(scan_ir.dims),

@@ -23,156 +23,23 @@ from __future__ import annotations
 from pathlib import Path
 
 from madc import backward
-from madc.codegen.triton_print import (
-    TORCH,
-    TRITON,
-    PrintError,
-    SympyPrinter,
-    constant,
-    semiring_op,
+from madc.codegen.torch_print import (
+    CodegenError,
+    HelperSpelling,
+    SemiringSpelling,
+    TorchPrinter,
+    strip_parens,
 )
-from madc.ir import (
-    Binary,
-    Call,
-    Index,
-    Num,
-    Ref,
-    SAdd,
-    ScanIR,
-    SMatmul,
-    SMul,
-    SOuter,
-    SSum,
-    Unary,
-)
-
-_UNARY = {
-    "exp": "torch.exp({})", "log": "torch.log({})", "log1p": "torch.log1p({})",
-    "expm1": "torch.expm1({})", "softplus": "F.softplus({})", "sigmoid": "torch.sigmoid({})",
-    "tanh": "torch.tanh({})", "relu": "torch.relu({})", "silu": "F.silu({})",
-    "sqrt": "torch.sqrt({})", "abs": "torch.abs({})", "cos": "torch.cos({})",
-    "sin": "torch.sin({})", "neg": "(-{})", "hardsign": "_hardsign({})",
-}
-_REDUCE = {"sum": "torch.sum", "mean": "torch.mean", "amax": "torch.amax",
-           "amin": "torch.amin", "logsumexp": "torch.logsumexp"}
+from madc.codegen.triton_print import TRITON, PrintError, SympyPrinter, semiring_op
+from madc.ir import ScanIR
 
 
-def _rank(node) -> int:
-    return len(node.shape)
-
-
-class TorchPrinter:
-    """IR expression -> torch code over tensors `[B, T, (H,) *shape]` / `[(H,) *shape]`.
-
-    Names resolve through `env[...]`; dims through `dims[...]`. Operands of lower per-token
-    rank than the result are padded with `_bc` so leading (batch/time/heads) axes never
-    misalign under right-aligned broadcasting. Semiring nodes use `_sadd`/`_smul`/`_ssum`.
-    """
-
-    def __call__(self, node) -> str:
-        method = getattr(self, "_print_" + type(node).__name__, None)
-        if method is None:
-            raise PrintError(f"no torch spelling for IR node {type(node).__name__}")
-        return method(node)
-
-    def _op(self, child, rank: int) -> str:
-        code = self(child)
-        if isinstance(child, Num) or _rank(child) == rank:
-            return code
-        return f"_bc({code}, {_rank(child)}, {rank})"
-
-    def _print_Ref(self, n: Ref) -> str:
-        if n.kind == "dim":
-            return f"float(dims[{n.name!r}])"
-        return f"env[{n.name!r}]"
-
-    def _print_Num(self, n: Num) -> str:
-        v = float(n.value)
-        if v in (float("inf"), float("-inf")):
-            return "math.inf" if v > 0 else "(-math.inf)"
-        return repr(v)
-
-    def _print_Unary(self, n: Unary) -> str:
-        return f"(-{self(n.x)})"
-
-    def _print_Binary(self, n: Binary) -> str:
-        r = _rank(n)
-        if n.op == "matmul":
-            x, y = self(n.x), self(n.y)
-            rx, ry = _rank(n.x), _rank(n.y)
-            if rx == 2 and ry == 1:
-                return f"({x} * {y}.unsqueeze(-2)).sum(-1)"
-            if rx == 1 and ry == 2:
-                return f"({x}.unsqueeze(-1) * {y}).sum(-2)"
-            if rx == 1 and ry == 1:
-                return f"({x} * {y}).sum(-1)"
-            return f"torch.matmul({x}, {y})"
-        sym = {"add": "+", "sub": "-", "mul": "*", "div": "/", "pow": "**"}[n.op]
-        return f"({self._op(n.x, r)} {sym} {self._op(n.y, r)})"
-
-    def _print_Call(self, n: Call) -> str:
-        fn, r = n.fn, _rank(n)
-        if fn in _UNARY:
-            return _UNARY[fn].format(self(n.args[0]))
-        if fn in ("maximum", "minimum"):
-            return f"_binop(torch.{fn}, {self._op(n.args[0], r)}, {self._op(n.args[1], r)})"
-        if fn == "clamp":
-            x, lo, hi = (self._op(a, r) for a in n.args)
-            return f"_binop(torch.minimum, _binop(torch.maximum, {x}, {lo}), {hi})"
-        if fn in _REDUCE:
-            return f"{_REDUCE[fn]}({self(n.args[0])}, dim={n.axis})"
-        if fn == "hardmax":
-            return f"_hardmax({self(n.args[0])}, {n.axis})"
-        if fn == "stack":
-            parts = ", ".join(self._op(a, r - 1) for a in n.args)
-            return f"torch.stack(torch.broadcast_tensors({parts}), dim={n.axis})"
-        if fn == "roll":
-            return f"torch.roll({self(n.args[0])}, shifts={int(n.extra[0])}, dims={n.axis})"
-        if fn in ("eye", "arange"):
-            size = n.args[0]
-            size = f"int(dims[{size.name!r}])" if isinstance(size, Ref) else str(
-                int(size.value) if isinstance(size, Num) else int(size))
-            return f"torch.{fn}({size}, dtype=dt, device=dev)"
-        raise PrintError(f"the real builtin {fn!r} cannot appear in a kernel prologue")
-
-    def _print_Index(self, n: Index) -> str:
-        items = []
-        for item in n.items:
-            items.append(":" if item == "slice" else "None" if item == "newaxis" else str(item))
-        return f"{self(n.x)}[..., {', '.join(items)}]"
-
-    def _print_SAdd(self, n: SAdd) -> str:
-        return f"_sadd({self._op(n.x, _rank(n))}, {self._op(n.y, _rank(n))})"
-
-    def _print_SMul(self, n: SMul) -> str:
-        return f"_smul({self._op(n.x, _rank(n))}, {self._op(n.y, _rank(n))})"
-
-    def _print_SSum(self, n: SSum) -> str:
-        return f"_ssum({self(n.x)}, {n.axis})"
-
-    def _print_SOuter(self, n: SOuter) -> str:
-        return f"_smul({self(n.x)}.unsqueeze(-1), {self(n.y)}.unsqueeze(-2))"
-
-    def _print_SMatmul(self, n: SMatmul) -> str:
-        x, y = self(n.x), self(n.y)
-        rx, ry = _rank(n.x), _rank(n.y)
-        if rx == 2 and ry == 1:
-            return f"_ssum(_smul({x}, {y}.unsqueeze(-2)), -1)"
-        if rx == 1 and ry == 2:
-            return f"_ssum(_smul({x}.unsqueeze(-1), {y}), -2)"
-        if rx == 1 and ry == 1:
-            return f"_ssum(_smul({x}, {y}), -1)"
-        return f"_ssum(_smul({x}.unsqueeze(-1), {y}.unsqueeze(-3)), -2)"
-
-
-def _reduction(ir: ScanIR) -> str:
-    """The torch spelling of the (+)-reduction, chosen from facts; generic fold otherwise."""
-    facts = ir.semiring.facts
-    for fact, fn in (("add_is_plus", "torch.sum"), ("add_is_max", "torch.amax"),
-                     ("add_is_min", "torch.amin"), ("add_is_logaddexp", "torch.logsumexp")):
-        if fact in facts:
-            return f"{fn}(x, dim=axis)"
-    return "functools.reduce(_sadd, x.unbind(axis))"
+def _printer(ir: ScanIR) -> TorchPrinter:
+    """The torch printer of the module's `scan`: values live in `env`, the working dtype and
+    device are `dt`, `dev`, semiring nodes call the module's `_sadd`/`_smul`/`_ssum`."""
+    return TorchPrinter(ir, names=lambda ref: f'env["{ref.name}"]',
+                        semiring=HelperSpelling("_sadd", "_smul", "_ssum"), dtype="dt",
+                        device="dev")
 
 
 def supports(ir: ScanIR) -> bool:
@@ -181,7 +48,7 @@ def supports(ir: ScanIR) -> bool:
         return False
     try:
         _context(ir)
-    except PrintError:
+    except CodegenError:  # PrintError (the Triton side) is one too
         return False
     return True
 
@@ -215,25 +82,20 @@ def _adjoint_code(ir: ScanIR) -> dict:
     }
 
 
-def _literal(v: float) -> str:
-    return f'float("{v}")' if v in (float("inf"), float("-inf")) else repr(v)
-
-
 def _context(ir: ScanIR) -> dict:
     """Everything the template needs, printed."""
     sr = ir.semiring
-    tp = TorchPrinter()
+    tp = _printer(ir)
+    spelling = SemiringSpelling(sr, fold="functools.reduce(_sadd, {x}.unbind({a}))")
     states = []
     for state, update in zip(ir.states, ir.updates):
         tr = update.transition
+        rank = len(state.shape)
         states.append({
             "name": state.name,
             "shape": [d if isinstance(d, int) else f"dims[{d!r}]" for d in state.shape],
-            "coeff": None if tr.coeff is None else tp(tr.coeff),
-            "coeff_rank": 0 if tr.coeff is None else _rank(tr.coeff),
-            "inject": None if update.inject is None else tp(update.inject),
-            "inject_rank": 0 if update.inject is None else _rank(update.inject),
-            "rank": len(state.shape),
+            "coeff": None if tr.coeff is None else tp.aligned(tr.coeff, rank),
+            "inject": None if update.inject is None else tp.aligned(update.inject, rank),
         })
     facts = sr.facts
     return {
@@ -245,17 +107,17 @@ def _context(ir: ScanIR) -> dict:
         "inputs": [(i.name, [d if isinstance(d, int) else f"dims[{d!r}]" for d in i.shape])
                    for i in ir.inputs],
         "params": [p.name for p in ir.params],
-        "lets": [(let.name, tp(let.expr)) for let in ir.lets],
+        "lets": [(let.name, tp.doprint(let.expr)) for let in ir.lets],
         "states": states,
-        "readouts": [(r.name, tp(r.expr)) for r in ir.readouts],
-        "outputs": [(o.name, tp(o.expr)) for o in ir.outputs],
-        "zero": _literal(constant(sr.zero)),
-        "one": _literal(constant(sr.one)),
+        "readouts": [(r.name, tp.doprint(r.expr)) for r in ir.readouts],
+        "outputs": [(o.name, tp.doprint(o.expr)) for o in ir.outputs],
+        "zero": spelling.zero,
+        "one": spelling.one,
         "tl_add": semiring_op(sr, "add", "x", "y", TRITON),
         "tl_mul": semiring_op(sr, "mul", "x", "y", TRITON),
-        "torch_add": semiring_op(sr, "add", "x", "y", TORCH),
-        "torch_mul": semiring_op(sr, "mul", "x", "y", TORCH),
-        "torch_sum": _reduction(ir),
+        "torch_add": strip_parens(spelling.add("x", "y")),
+        "torch_mul": strip_parens(spelling.mul("x", "y")),
+        "torch_sum": spelling.sum("x", "axis"),
         "log_lowering": "add_is_logaddexp" in facts and "mul_is_plus" in facts,
         "adj": _adjoint_code(ir),
         "fused": _fused_context(ir),
@@ -278,7 +140,8 @@ def _template():
 def emit(ir: ScanIR) -> str:
     """Source of the emitted module `triton_vector.py` for `ir` (byte-stable per IR).
 
-    Raises `PrintError` when the spec is outside this backend (see `supports`)."""
+    Raises `CodegenError` (a `PrintError` from the Triton side) when the spec is outside this
+    backend (see `supports`)."""
     if any(u.transition.side != "elementwise" for u in ir.updates):
         raise PrintError(f"{ir.name}: triton_vector handles elementwise transitions only")
     from madc import __version__
