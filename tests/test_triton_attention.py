@@ -5,6 +5,7 @@ spec, with T not a multiple of the chunk, initial states, packed `cu_seqlens`, b
 and decays strong enough to take the exact (non-factorised) intra-chunk path.
 """
 
+import importlib
 import os
 
 os.environ.setdefault("TRITON_INTERPRET", "1")
@@ -17,6 +18,7 @@ import torch  # noqa: E402
 import madc  # noqa: E402
 from madc.codegen import triton_attention  # noqa: E402
 from madc.frontend import load_spec  # noqa: E402
+from madc.runtime import load_package  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 SPECS = ["ops/gla.scan", "ops/retnet.scan", "ops/mamba2_ssd.scan", "ops/mlstm.scan",
@@ -139,12 +141,41 @@ def test_strong_decay_takes_exact_path():
     _compare("ops/gla.scan", log_gate=40.0)
 
 
-@pytest.mark.parametrize("spec", ["ops/gla.scan", "ops/retnet.scan"])
-def test_bf16(spec):
-    """bf16 inputs (fp32 accumulation): 1e-2; the decay gradient, a reverse cumulative sum
-    of the difference q dq - k dk (RetNet: log_gamma), loses more to cancellation."""
-    _compare(spec, dtype=torch.bfloat16, tol=1e-2,
-             grad_tols={"g": 3e-2, "param.log_gamma": 3e-2})
+@pytest.mark.parametrize("spec,T,seed", [
+    ("ops/gla.scan", 37, 0), ("ops/gla.scan", 300, 5), ("ops/retnet.scan", 37, 1),
+    ("ops/retnet.scan", 300, 2), ("tests/specs/log_gla.scan", 100, 3)])
+def test_bf16(spec, T, seed):
+    """bf16 inputs (fp32 accumulation): outputs, final states and every gradient within 1e-2,
+    the decay gradient (g; RetNet: log_gamma) included. dg is a reverse cumulative sum of the
+    difference q dq - k dk, so the kernels keep fp32 per-chunk states and the low halves of
+    the decayed operands for it (measured ~0.4%; ~4% at T=300 with bf16 states)."""
+    _compare(spec, dtype=torch.bfloat16, tol=1e-2, T=T, seed=seed)
+
+
+def test_bf16_inference_forward():
+    """Without gradients the per-chunk states stay in bf16 (no fp32 copies): outputs still
+    within 1e-2 of the float64 reference."""
+    tri, ref = _modules("ops/gla.scan")
+    gen = torch.Generator().manual_seed(4)
+    inputs = {k: v.to(torch.bfloat16) for k, v in _inputs(tri, 2, 37, gen).items()}
+    with torch.no_grad():
+        y, st = tri(**inputs, return_state=True)
+        y_ref, st_ref = ref(**{k: v.double() for k, v in inputs.items()}, return_state=True)
+    assert y.dtype == torch.bfloat16
+    assert _rel(y, y_ref) <= 1e-2 and _rel(st, st_ref) <= 1e-2
+
+
+def test_exact_states_only_with_gradients():
+    """The per-chunk states are fp32 for bf16 inputs that need a gradient, bf16 otherwise."""
+    package, _ = load_package(str(ROOT / "ops/gla.scan"))
+    kernels = importlib.import_module(package.__name__ + ".triton_attention")
+    gen = torch.Generator().manual_seed(0)
+    q, k = (torch.randn(1, 20, 1, 16, generator=gen).bfloat16() for _ in range(2))
+    v = torch.randn(1, 20, 1, 16, generator=gen).bfloat16()
+    g = torch.nn.functional.logsigmoid(torch.randn(1, 20, 1, 16, generator=gen))
+    for exact, dtype in ((False, torch.bfloat16), (True, torch.float32)):
+        _, _, h = kernels.attention_fwd(q, k, v, g, None, None, 0.25, None, exact)
+        assert h.dtype == dtype
 
 
 def test_supports_and_reasons():

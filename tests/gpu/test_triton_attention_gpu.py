@@ -8,7 +8,6 @@ from madc.bench_attention import load_module, rel_err
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 
-DECAY_INPUTS = {"g", "f", "dt"}
 CASES = [("ops/gla.scan", {}), ("ops/retnet.scan", {}), ("ops/mlstm.scan", {}),
          ("tests/specs/log_gla.scan", {}), ("ops/mamba2_ssd.scan", {"N": 64, "P": 64})]
 
@@ -46,6 +45,6 @@ def test_gpu_matches_reference(spec, dims, dtype, tol):
     assert rel_err(y, y_ref) <= tol
     assert rel_err(st, st_ref) <= tol
     for name, grad in g_ref.items():
-        # gradients through the decay: a reverse cumsum of q dq - k dk (docs/attention.md)
-        limit = 5e-2 if (name in DECAY_INPUTS and dtype != torch.float32) else tol
-        assert rel_err(g[name], grad) <= limit, name
+        # the decay gradients (g, f, dt) too: fp32 per-chunk states keep the reverse cumsum
+        # of q dq - k dk accurate (docs/attention.md, "Backward"); ~0.4-0.8% on CPU
+        assert rel_err(g[name], grad) <= tol, name
