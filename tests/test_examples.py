@@ -27,21 +27,31 @@ def _blocks(page: Path) -> list[str]:
     return FENCE.findall(page.read_text())
 
 
-def _commands() -> list[tuple[str, str, int]]:
-    """(page name, command, expected exit status) for every `madc ...` line of a command block:
-    a code block whose every line is a `madc ...` or `python ...` command (an output block
-    also has other lines, even where one of them starts with "madc")."""
+def _is_command_block(block: str) -> bool:
+    # Every line a command; an output block also has other lines, even where one of them
+    # starts with "madc" (the fuzz summary, the bench table).
+    return all(line.startswith(("madc ", "python ")) for line in block.splitlines())
+
+
+def _commands() -> list[tuple[str, str, int, str]]:
+    """(page name, command, expected exit status, output shown) for every `madc ...` line of a
+    command block. The output shown is the next code block when it is not a command block
+    and the command block holds one command; else ""."""
     found = []
     for page in PAGES:
-        for block in _blocks(page):
-            lines = block.splitlines()
-            if not all(line.startswith(("madc ", "python ")) for line in lines):
+        blocks = _blocks(page)
+        for i, block in enumerate(blocks):
+            if not _is_command_block(block):
                 continue
+            lines = block.splitlines()
+            following = blocks[i + 1] if i + 1 < len(blocks) else ""
+            shown = following if len(lines) == 1 and not _is_command_block(following) else ""
             for line in lines:
                 if line.startswith("madc "):
                     match = EXIT.search(line)
                     command = line[:match.start()] if match else line
-                    found.append((page.name, command.strip(), int(match.group(1)) if match else 0))
+                    code = int(match.group(1)) if match else 0
+                    found.append((page.name, command.strip(), code, shown))
     return found
 
 
@@ -73,9 +83,9 @@ def test_the_walkthroughs_exist_and_are_indexed():
     for page, script in zip(PAGES, SCRIPTS):
         assert f"]({page.name})" in index, f"examples/README.md does not link {page.name}"
         assert f"python examples/{script.name}" in page.read_text()
-    tools = {command.split()[1] for _, command, _ in COMMANDS}
+    tools = {command.split()[1] for _, command, _, _ in COMMANDS}
     assert tools == {"check", "compile", "fuzz", "train", "bench"}
-    assert {code for *_, code in COMMANDS} == {0, 1, 2}
+    assert {code for _, _, code, _ in COMMANDS} == {0, 1, 2}
 
 
 def test_every_spec_shown_is_the_file():
@@ -136,9 +146,9 @@ def _assert_key_output(command: str, code: int, out: str, workdir: Path) -> None
         raise AssertionError(f"no key output known for {command!r}")
 
 
-@pytest.mark.parametrize(("page", "command", "code"), COMMANDS,
-                         ids=[f"{page}:{command}" for page, command, _ in COMMANDS])
-def test_command_runs_with_the_stated_exit_status(page, command, code, tmp_path, cache,
+@pytest.mark.parametrize(("page", "command", "code", "shown"), COMMANDS,
+                         ids=[f"{page}:{command}" for page, command, _, _ in COMMANDS])
+def test_command_runs_with_the_stated_exit_status(page, command, code, shown, tmp_path, cache,
                                                   monkeypatch, capsys):
     # In-process through the console script's entry point (`madc = madc.cli:main`): a fresh
     # interpreter per command would spend most of this file's time importing torch.
@@ -157,3 +167,8 @@ def test_command_runs_with_the_stated_exit_status(page, command, code, tmp_path,
     assert status == code, f"{page}: {command}\n{out}"
     assert "Traceback" not in out and "internal error" not in out
     _assert_key_output(command, code, out, workdir)
+    if command.split()[1] in ("check", "compile"):
+        # Deterministic tools: every line the page shows (bar "...") is printed.
+        printed = {line.rstrip() for line in out.splitlines()}
+        missing = [line for line in shown.splitlines() if line != "..." and line not in printed]
+        assert not missing, f"{page} shows lines that `{command}` does not print: {missing}"
