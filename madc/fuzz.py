@@ -16,6 +16,7 @@ import json
 import math
 import sys
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -143,17 +144,17 @@ def build_plan(source: str, candidate: Candidate, *, dtypes: tuple, explicit_dty
     """Probe the candidate: which dtypes run, which dim values compile; read inputs and the
     semiring from the IR and the runtime API. Raises CompileError for a bad spec and
     FuzzSetupError when the candidate cannot run at all."""
-    import madc
     from madc.frontend import load_spec
+    from madc.repro import _load
 
     ir = load_spec(source)
     if not candidate.module_path:
         try:
-            madc.load(source, backend=candidate.backend, **fixed_dims)
+            _load(source, candidate.backend, fixed_dims)
         except Exception as exc:  # noqa: BLE001 - reported as a setup error, exit 2
             raise FuzzSetupError(f"backend {candidate.backend!r} is unavailable for this spec: "
                                  f"{type(exc).__name__}: {exc}") from exc
-    reference = madc.load(source, backend="reference", **fixed_dims)
+    reference = _load(source, "reference", fixed_dims)
     notes = []
     base = tuple(sorted(fixed_dims.items()))
     kept, crashes = [], []
@@ -365,6 +366,9 @@ def add_fuzz_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("file", nargs="?", metavar="FILE", help="the .scan spec to fuzz")
     parser.add_argument("--backend", choices=["chunked", "triton"], default=None,
                         help="backend under test (default: triton on cuda, else chunked)")
+    parser.add_argument("--allow-promotion", action="store_true",
+                        help="fuzz a spec whose transition class is refuted for closure, "
+                             "compiled as dense (as madc compile --allow-promotion)")
     parser.add_argument("--module", metavar="PATH", default=None,
                         help="fuzz this backend module of an emitted package instead "
                              "(e.g. out/gla/chunked.py; its scan() entry point)")
@@ -425,8 +429,15 @@ def main_fuzz(args: argparse.Namespace) -> int:
     from madc.frontend import load_spec
 
     try:
-        # Diagnostics name the file, not "<input>"; --dim names are checked here too.
-        load_spec(source, path=args.file).dim_sizes(**dims)
+        # Diagnostics name the file, not "<input>"; --dim names are checked here too, and
+        # a refuted algebra check refuses the spec unless --allow-promotion.
+        from madc.runtime import PromotionWarning, check_algebra
+
+        ir = load_spec(source, path=args.file)
+        ir.dim_sizes(**dims)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", PromotionWarning)
+            check_algebra(ir, args.allow_promotion)
     except CompileError as exc:
         print(exc.render(), file=err)
         return 2

@@ -174,9 +174,17 @@ def _round(t: torch.Tensor, dtype: str) -> torch.Tensor:
 
 
 def _load(source: str, backend: str, dims: dict, **options) -> torch.nn.Module:
-    import madc
+    """Load `source` for fuzzing. The algebra gate is `madc fuzz`'s, before any case runs (a
+    refuted closure needs `--allow-promotion` there), so a spec that reaches this point is
+    loaded with promotion allowed; for a closed class that changes nothing."""
+    import warnings
 
-    return madc.load(source, backend=backend, **dims, **options)
+    import madc
+    from madc.runtime import PromotionWarning
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", PromotionWarning)
+        return madc.load(source, backend=backend, allow_promotion=True, **dims, **options)
 
 
 def _set_params(runner: _Runner, values: dict, dtype: torch.dtype, device: str) -> None:

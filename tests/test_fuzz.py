@@ -286,3 +286,15 @@ def test_selective_semiring_low_precision_gradients_are_reported_not_judged():
         assert all(f.ok for f in findings) == ok, (dtype, selective)
     wrong_output = ([_t(1.0, 3.0)], [_t(2.0, 0.5)], want[2])
     assert not all(f.ok for f in _judge(ref, Case(dtype="bf16"), wrong_output, want, None, True))
+
+
+def test_refuted_spec_needs_allow_promotion(tmp_path, capsys):
+    spec = str(OPS / "deltanet.scan")
+    rc, printed = _fuzz([spec, "--backend", "chunked", "--device", "cpu", "--examples", "2",
+                         "--out", str(tmp_path)], capsys)
+    assert rc == 2 and "deltanet.scan:" in printed and "E0901" in printed
+    assert "<input>" not in printed
+    rc, printed = _fuzz([spec, "--backend", "chunked", "--device", "cpu", "--examples", "4",
+                         "--max-length", "24", "--allow-promotion", "--dim", "K=4",
+                         "--dim", "V=4", "--out", str(tmp_path)], capsys)
+    assert rc == 0 and "0 failures" in printed, printed
