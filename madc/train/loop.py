@@ -240,7 +240,8 @@ def train(spec_or_factory, task: Task, model_cfg: ModelConfig, cfg: TrainConfig,
     amp = cfg.amp and d.device.type == "cuda"
     eval_sets = task.eval_batches(cfg.seed, cfg.eval_batch_size or cfg.batch_size,
                                   cfg.eval_batches)
-    bar = tqdm(total=cfg.steps, initial=step, disable=not (cfg.progress and d.main),
+    # disable=None: a bar on a terminal, none in a log file (CI), so logs stay readable
+    bar = tqdm(total=cfg.steps, initial=step, disable=None if cfg.progress and d.main else True,
                desc=f"{meta['spec'] or 'model'} on {task.name}", dynamic_ncols=True)
     t_start, window = time.perf_counter(), [0, 0.0]
     stop = min(cfg.steps, cfg.stop_after) if cfg.stop_after is not None else cfg.steps
