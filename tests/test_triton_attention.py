@@ -178,6 +178,44 @@ def test_exact_states_only_with_gradients():
         assert h.dtype == dtype
 
 
+def test_bwd_fallback_to_rounded_states_warns():
+    """If the fp32-state gradient kernel does not fit the GPU (forced here by pre-seeding the
+    launch choice), the backward reads the states rounded to bf16: it warns and stays within
+    the pre-fix accuracy (the decay gradient ~2%)."""
+    package, _ = load_package(str(ROOT / "ops/gla.scan"))
+    kernels = importlib.import_module(package.__name__ + ".triton_attention")
+    gen = torch.Generator().manual_seed(2)
+    shapes = {"q": 16, "k": 16, "v": 16, "g": 16}
+    x = {n: torch.randn(1, 37, 1, d, generator=gen) for n, d in shapes.items()}
+    x["g"] = torch.nn.functional.logsigmoid(x["g"])
+    x = {n: t.bfloat16().double() for n, t in x.items()}
+    w = torch.randn(1, 37, 1, 16, generator=gen, dtype=torch.float64)
+    grads = []
+    for dtype in (torch.float64, torch.bfloat16):
+        leaves = {n: t.detach().to(dtype).clone().requires_grad_() for n, t in x.items()}
+        if dtype == torch.float64:  # the recurrence itself, in float64
+            S, outs = torch.zeros(16, 16, dtype=dtype), []
+            for t in range(37):
+                S = leaves["g"][0, t, 0].exp()[:, None] * S + torch.outer(
+                    leaves["k"][0, t, 0], leaves["v"][0, t, 0])
+                outs.append(0.25 * leaves["q"][0, t, 0] @ S)
+            o = torch.stack(outs)[None, :, None]
+        else:
+            key = ("bwd", 16, 16, torch.bfloat16, False, torch.float32)
+            kernels._FITS[key] = 2
+            try:
+                o, _ = kernels.linear_attention(*leaves.values(), scale=0.25)
+                with pytest.warns(UserWarning, match="rounded"):
+                    (o.double() * w).sum().backward()
+            finally:
+                kernels._FITS.pop(key, None)
+        if dtype == torch.float64:
+            (o * w).sum().backward()
+        grads.append({n: t.grad for n, t in leaves.items()})
+    for name in shapes:
+        assert _rel(grads[1][name], grads[0][name]) <= (3e-2 if name == "g" else 1e-2), name
+
+
 def test_supports_and_reasons():
     """The zoo's matrix-state specs are recognised; others get a reason string."""
     for spec in SPECS:
