@@ -1,4 +1,6 @@
-"""Printers: ScanIR expressions -> PyTorch source text.
+"""Printers: ScanIR expressions -> PyTorch source text, for every backend's torch side (the
+reference/chunked package and the Triton backends, which choose names, semiring spellings and
+the dtype/device source through `TorchPrinter`'s options).
 
 Dispatch is on the IR node (`_print_<Node>`, as sympy's printers do) and on one op -> spelling
 table per arithmetic. An unsupported node or function raises `CodegenError`: a printer never

@@ -14,8 +14,9 @@ The module holds three Triton kernels filled from `codegen/triton_vector.py.j2`:
   `madc.backward.scan_adjoint` (sympy derivatives of the semiring's add/mul).
 
 The prologue (`let` lines), transition coefficients, injected terms, readouts and outputs are
-printed as torch code around the kernels; PyTorch autograd differentiates them, the kernels
-differentiate the scan. Design and the tiling heuristic: `docs/triton.md`.
+printed as torch code around the kernels (by `madc.codegen.torch_print.TorchPrinter`); PyTorch
+autograd differentiates them, the kernels differentiate the scan. Design and the tiling
+heuristic: `docs/triton.md`.
 """
 
 from __future__ import annotations
@@ -34,12 +35,13 @@ from madc.codegen.triton_print import TRITON, PrintError, SympyPrinter, semiring
 from madc.ir import ScanIR
 
 
-def _printer(ir: ScanIR) -> TorchPrinter:
+def _printer(ir: ScanIR, semiring: bool) -> TorchPrinter:
     """The torch printer of the module's `scan`: values live in `env`, the working dtype and
-    device are `dt`, `dev`, semiring nodes call the module's `_sadd`/`_smul`/`_ssum`."""
+    device are `dt`, `dev`, semiring nodes call the module's `_sadd`/`_smul`/`_ssum` (and are
+    refused in real arithmetic, `semiring=False`)."""
     return TorchPrinter(ir, names=lambda ref: f'env["{ref.name}"]',
-                        semiring=HelperSpelling("_sadd", "_smul", "_ssum"), dtype="dt",
-                        device="dev")
+                        semiring=HelperSpelling("_sadd", "_smul", "_ssum"),
+                        allow_semiring=semiring, dtype="dt", device="dev")
 
 
 def supports(ir: ScanIR) -> bool:
@@ -85,7 +87,7 @@ def _adjoint_code(ir: ScanIR) -> dict:
 def _context(ir: ScanIR) -> dict:
     """Everything the template needs, printed."""
     sr = ir.semiring
-    tp = _printer(ir)
+    tp, real = _printer(ir, semiring=True), _printer(ir, semiring=False)
     spelling = SemiringSpelling(sr, fold="functools.reduce(_sadd, {x}.unbind({a}))")
     states = []
     for state, update in zip(ir.states, ir.updates):
@@ -107,10 +109,10 @@ def _context(ir: ScanIR) -> dict:
         "inputs": [(i.name, [d if isinstance(d, int) else f"dims[{d!r}]" for d in i.shape])
                    for i in ir.inputs],
         "params": [p.name for p in ir.params],
-        "lets": [(let.name, tp.doprint(let.expr)) for let in ir.lets],
+        "lets": [(let.name, real.doprint(let.expr)) for let in ir.lets],
         "states": states,
         "readouts": [(r.name, tp.doprint(r.expr)) for r in ir.readouts],
-        "outputs": [(o.name, tp.doprint(o.expr)) for o in ir.outputs],
+        "outputs": [(o.name, real.doprint(o.expr)) for o in ir.outputs],
         "zero": spelling.zero,
         "one": spelling.one,
         "tl_add": semiring_op(sr, "add", "x", "y", TRITON),
