@@ -109,3 +109,23 @@ def test_structured_semiring_helpers_follow_the_facts():
     assert torch.equal(scope["_sr_sum"](x, -1), x.amax(-1))
     want = (x[:, :, None] + y[None, :, :]).amax(-2)
     assert torch.equal(scope["_sr_matmul"](x, y), want)
+
+
+def test_helpers_source_is_exact_forward_and_straight_through_backward():
+    from madc.codegen.torch_print import HELPERS_SOURCE
+
+    scope = {"torch": torch}
+    exec(HELPERS_SOURCE, scope)  # noqa: S102
+    x = torch.tensor([[0.3, -1.0, 2.0], [1.5, 0.2, -0.7]], dtype=torch.float64,
+                     requires_grad=True)
+    hard = scope["hardmax"](x, -1)
+    assert torch.equal(hard.detach(), torch.tensor([[0.0, 0.0, 1.0], [1.0, 0.0, 0.0]],
+                                                   dtype=torch.float64))
+    g = torch.randn(2, 3, dtype=torch.float64)
+    (dx,) = torch.autograd.grad(hard, x, g)
+    (want,) = torch.autograd.grad(torch.softmax(x, dim=-1), x, g)
+    assert torch.allclose(dx, want, rtol=1e-12, atol=0)
+    sign = scope["hardsign"](x)
+    assert torch.equal(sign.detach(), torch.where(x >= 0, 1.0, -1.0).double())
+    (dx,) = torch.autograd.grad(sign, x, g)
+    assert torch.allclose(dx, g * (1 - torch.tanh(x) ** 2), rtol=1e-12, atol=0)

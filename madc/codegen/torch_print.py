@@ -61,6 +61,25 @@ RESERVED = frozenset(
 )
 
 
+#: Source of the helpers that printed code calls (`hardmax`, `hardsign`), for emitted modules
+#: that do not import the package's `prologue.py` (the Triton backends). Forward values are
+#: exactly the prologue's (`hard + (soft - soft.detach())` adds an exact 0), gradients the same
+#: straight-through ones (softmax's, tanh's).
+HELPERS_SOURCE = '''
+def hardmax(x, axis):
+    """One-hot of the argmax over `axis`, with the gradient of softmax (straight-through)."""
+    soft = torch.softmax(x, dim=axis)
+    hard = torch.zeros_like(x).scatter_(axis, x.argmax(dim=axis, keepdim=True), 1.0)
+    return hard + (soft - soft.detach())
+
+
+def hardsign(x):
+    """+-1 (+1 at 0), with the gradient of tanh (straight-through)."""
+    soft = torch.tanh(x)
+    return torch.where(x >= 0, 1.0, -1.0).to(x.dtype) + (soft - soft.detach())
+'''.strip("\n")
+
+
 def py_name(name: str) -> str:
     """The Python identifier that spec name `name` gets in emitted code."""
     if keyword.iskeyword(name) or name in RESERVED or name.startswith("_"):

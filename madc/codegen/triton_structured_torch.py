@@ -10,7 +10,12 @@ by the semiring's derived facts).
 from __future__ import annotations
 
 from madc import ir
-from madc.codegen.torch_print import CodegenError, SemiringSpelling, strip_parens
+from madc.codegen.torch_print import (
+    HELPERS_SOURCE,
+    CodegenError,
+    SemiringSpelling,
+    strip_parens,
+)
 
 
 class UnsupportedError(CodegenError, ValueError):
@@ -66,18 +71,7 @@ def _tensors(*xs):
                  else torch.as_tensor(x, dtype=like.dtype, device=like.device) for x in xs)
 
 
-def hardmax(x, axis):
-    """One-hot of the argmax over `axis`, with the gradient of softmax (straight-through)."""
-    soft = torch.softmax(x, dim=axis)
-    hard = torch.zeros_like(x).scatter_(axis, x.argmax(dim=axis, keepdim=True), 1.0)
-    return hard + soft - soft.detach()
-
-
-def hardsign(x):
-    """+-1 (+1 at 0), with the gradient of tanh (straight-through)."""
-    soft = torch.tanh(x)
-    return torch.where(x >= 0, 1.0, -1.0).to(x.dtype) + soft - soft.detach()
-'''
+''' + HELPERS_SOURCE + "\n"
 
 
 def wrap(line: str, width: int = 100) -> list:

@@ -25,6 +25,7 @@ from pathlib import Path
 
 from madc import backward
 from madc.codegen.torch_print import (
+    HELPERS_SOURCE,
     CodegenError,
     HelperSpelling,
     SemiringSpelling,
@@ -122,6 +123,7 @@ def _context(ir: ScanIR) -> dict:
         "torch_sum": spelling.sum("x", "axis"),
         "log_lowering": "add_is_logaddexp" in facts and "mul_is_plus" in facts,
         "adj": _adjoint_code(ir),
+        "torch_helpers": HELPERS_SOURCE,
         "fused": _fused_context(ir),
     }
 
