@@ -20,6 +20,7 @@ run: $(STAMP)
 	$(VENV)/bin/madc demo
 
 test: $(STAMP)
+	$(VPY) -m ruff check madc tests
 	TRITON_INTERPRET=1 $(VPY) -m pytest -q -x --timeout=900 tests
 
 lint: $(STAMP)
