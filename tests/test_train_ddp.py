@@ -59,6 +59,9 @@ def _worker(rank: int, world: int, port: int, out: str, what: str) -> None:
                               progress=False, plots=False)
             train(_factory, _task(), MODEL, cfg, out)
     finally:
+        # Both ranks finish their work before either tears gloo down: a rank that leaves
+        # early can make the other abort (SIGABRT) on a reset connection.
+        dist.barrier()
         dist.destroy_process_group()
 
 
