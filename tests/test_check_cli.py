@@ -141,18 +141,9 @@ def test_every_zoo_spec_gets_its_verdict():
             assert entry["status"] == "proved", (name, entry["checks"])
 
 
-def test_check_names_the_triton_family_and_the_missing_tensor_core_path(tmp_path):
-    import io
-
-    from madc.check import main_check
-
-    spec = tmp_path / "trop_attn.scan"
-    spec.write_text("scan trop_attn\ndims K = 8, V = 8\nsemiring tropical\n"
-                    "input k : [K]\ninput v : [V]\ninput q : [K]\ninput g : [K]\n"
-                    "state S : [K, V]\nS = g[:, None] * S + outer(k, v)\nreadout o = q @ S\n")
-    out = io.StringIO()
-    assert main_check([str(spec), "ops/gla.scan"], json_out=False, strict=False,
-                      stdout=out, stderr=io.StringIO()) == 0
-    text = out.getvalue()
+def test_check_names_the_triton_family_and_the_missing_tensor_core_path():
+    spec = Path(__file__).parent / "specs" / "trop_attn.scan"
+    code, text, err = run([spec, OPS / "gla.scan"])
+    assert code == 0, err
     assert "gla: triton: triton_attention" in text
     assert "trop_attn: triton: triton_vector; no tensor-core path: the tropical" in text

@@ -170,10 +170,7 @@ def test_emitted_code_is_lint_clean(tmp_path):
 
 
 def test_main_compile_says_which_triton_family_and_why_no_tensor_cores(tmp_path, capsys):
-    spec = tmp_path / "trop_attn.scan"
-    spec.write_text("scan trop_attn\ndims K = 8, V = 8\nsemiring tropical\n"
-                    "input k : [K]\ninput v : [V]\ninput q : [K]\ninput g : [K]\n"
-                    "state S : [K, V]\nS = g[:, None] * S + outer(k, v)\nreadout o = q @ S\n")
+    spec = Path(__file__).parent / "specs" / "trop_attn.scan"
     assert main_compile([str(spec), "-o", str(tmp_path / "out")]) == 0
     out = capsys.readouterr().out
     assert "triton: triton_vector; no tensor-core path: the tropical semiring" in out

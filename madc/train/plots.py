@@ -20,6 +20,14 @@ def _smooth(values: list[float], k: int) -> list[float]:
     return out
 
 
+def _save(fig, path: str | Path, title: str) -> Path:
+    fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return Path(path)
+
+
 def plot_run(log: dict, path: str | Path, title: str = "") -> Path:
     """Two panels: training loss (raw and smoothed) with eval loss; eval accuracy per set."""
     fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(11, 4))
@@ -40,11 +48,7 @@ def plot_run(log: dict, path: str | Path, title: str = "") -> Path:
     ax_acc.set(xlabel="step", ylabel="accuracy (scored positions)", ylim=(0, 1.02))
     ax_loss.legend()
     ax_acc.legend(fontsize="small")
-    fig.suptitle(title)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return Path(path)
+    return _save(fig, path, title)
 
 
 def plot_comparison(logs: dict[str, dict], path: str | Path, title: str = "") -> Path:
@@ -61,8 +65,4 @@ def plot_comparison(logs: dict[str, dict], path: str | Path, title: str = "") ->
     ax_acc.set(xlabel="step", ylabel="eval accuracy", ylim=(0, 1.02))
     ax_loss.legend(fontsize="small")
     ax_acc.legend(fontsize="small")
-    fig.suptitle(title)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return Path(path)
+    return _save(fig, path, title)
