@@ -243,8 +243,9 @@ def _log_decay_code(form: AttentionForm, lets: dict, printer: TorchPrinter):
     return f"torch.log({printer.tensor(form.decay)})", form.decay
 
 
-def _needed_lines(ir: ScanIR, exprs) -> list:
-    """Lines binding the inputs, params and lets that `exprs` read, in declaration order."""
+def _needed_lines(ir: ScanIR, exprs, upcast: bool = False) -> list:
+    """Lines binding the inputs, params and lets that `exprs` read, in declaration order;
+    `upcast`: bind fp32 copies of bf16/fp16 inputs and params (`_fp32` of the template)."""
     lets = {let.name: let.expr for let in ir.lets}
     needed: set = set()
     stack = [r for e in exprs if e is not None for r in refs(e)]
@@ -256,8 +257,11 @@ def _needed_lines(ir: ScanIR, exprs) -> list:
         if ref.kind == "let":
             stack += refs(lets[ref.name])
     printer = TorchPrinter(ir)
-    lines = [f'{py_name(i.name)} = inputs["{i.name}"]' for i in ir.inputs if i.name in needed]
-    lines += [f'{py_name(p.name)} = params["{p.name}"]' for p in ir.params if p.name in needed]
+    wrap = "_fp32({})" if upcast else "{}"
+    lines = [f'{py_name(i.name)} = ' + wrap.format(f'inputs["{i.name}"]') for i in ir.inputs
+             if i.name in needed]
+    lines += [f'{py_name(p.name)} = ' + wrap.format(f'params["{p.name}"]') for p in ir.params
+              if p.name in needed]
     lines += [f"{py_name(t.name)} = {printer.doprint(t.expr)}" for t in ir.lets
               if t.name in needed]
     return lines
@@ -283,8 +287,17 @@ def emit(ir: ScanIR) -> str:
     outputs = [out_printer.doprint(o.expr) for o in ir.outputs]
     env = sorted({r.name for o in ir.outputs for r in refs(o.expr)
                   if r.kind not in ("readout", "dim", "state")})
-    body = _needed_lines(ir, [query, form.key, decay_expr, *values, *[o.expr for o in ir.outputs]])
+    body = _needed_lines(ir, [query, form.key, *values, *[o.expr for o in ir.outputs]])
+    # the log-decay is computed from fp32 copies: a chunk sums it over BT tokens, and its
+    # bf16 rounding (relative 2^-9 of g per token) made exp(G) T * |g| * 2^-9 off
+    decay_body = _needed_lines(ir, [decay_expr], upcast=True)
     one = "1.0" if form.semiring == "real" else "0.0"
+    # Outputs computed from readouts (mLSTM's num / max(abs(den), 1), Mamba-2's ys + D * x)
+    # read the kernel's fp32 readouts and are rounded once, at the end: rounding `den` to
+    # bf16 first moved it onto the kink of max(|den|, 1) (madc fuzz, docs/attention.md).
+    plain_outputs = all(isinstance(o.expr, Ref) and o.expr.kind == "readout"
+                        for o in ir.outputs)
+    fp32_readouts = form.semiring == "real" and not plain_outputs
     slots = [{
         "name": s.name, "matrix": s.matrix, "width": _dim_code(s.width),
         "value": printer.doprint(s.value) if s.value is not None else one,
@@ -302,6 +315,7 @@ def emit(ir: ScanIR) -> str:
         key_dim=_dim_code(form.key_dim),
         first=first,
         body=body,
+        decay_body=decay_body,
         query=printer.doprint(query),
         query_rank=len(query.shape),
         key=printer.doprint(form.key),
@@ -313,6 +327,8 @@ def emit(ir: ScanIR) -> str:
                    "matrix": form.slots[[s.name for s in form.slots].index(st)].matrix}
                   for r, st in form.readouts],
         outputs=outputs,
+        fp32_readouts=fp32_readouts,
+        cast_outputs=not plain_outputs,
         env=[{"name": n, "py": py_name(n)} for n in env],
         uses_hard=[f for f in ("hardmax", "hardsign") if any(f + "(" in o for o in outputs)
                    or any(f + "(" in line for line in body)],
