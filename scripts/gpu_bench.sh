@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Every timing of issues 4 and 5 in one device call (no correctness tests: those run in
+# scripts/gpu_fuzz.sh's call, where timing does not matter). Each part is capped so the whole
+# fits one 10-minute call; logs and JSON/PNG go to $OUT/bench.tgz, the tables to stdout.
+#   scripts/gpu_bench.sh            (carry .whl: lark, fla-core, accelerated-scan)
+set -u
+cd "$(dirname "$0")/.."
+LOG=/tmp/madc_bench_logs
+rm -rf "$LOG" && mkdir -p "$LOG"
+if ls .whl/*.whl >/dev/null 2>&1; then
+    python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
+        --target /tmp/site .whl/*.whl && export PYTHONPATH=/tmp/site:${PYTHONPATH:-}
+fi
+export PYTHONPATH=$PWD:${PYTHONPATH:-}
+export PYTHONUNBUFFERED=1
+nvidia-smi --query-gpu=name,clocks.max.sm,clocks.max.mem --format=csv,noheader
+bench() {  # bench FILE SHAPE DTYPE SKIP SECONDS
+    MADC_BENCH_SKIP=$4 timeout "$5" python3 -m madc.cli bench "$1" --shape "$2" --dtype "$3" \
+        --out "$LOG/bench" 2>&1 | grep -v -i warn | tee -a "$LOG/bench_vector.log"
+}
+S=examples/scans
+bench $S/linear_scan.scan B=8,T=4096,D=4096 bf16 "" 90
+bench $S/linear_scan.scan B=8,T=4096,D=4096 fp32 compile 60
+bench $S/log_scan.scan B=8,T=4096,D=4096 bf16 compile 50
+bench $S/tropical_scan.scan B=8,T=4096,D=4096 bf16 compile 50
+bench ops/selective_ssm.scan B=8,T=4096,D=2048,N=16 bf16 compile 70
+bench $S/linear_scan.scan B=1,T=65536,D=256 bf16 compile,reference 50
+timeout 190 python3 -m madc.bench_attention --json "$LOG/bench_attention.json" 2>&1 \
+    | grep -v -i warn | tee "$LOG/bench_attention.log"
+tar czf "${OUT:-/tmp}/bench.tgz" -C "$LOG" .
