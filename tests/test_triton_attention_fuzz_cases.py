@@ -61,3 +61,17 @@ def test_mlstm_bf16_log_decay_in_fp32():
     _assert_ok(found)
     assert found["state C"].error < 1e-2
     assert found["state n"].error < 1e-2
+
+
+def test_mamba2_fp32_decay_gradient_of_strong_decays():
+    """Mamba-2 with large dt: log-decays down to -56. dg was a reverse cumsum of
+    q dq - k dk over the whole sequence, so a token whose decay is ~exp(-33) (exact dg
+    ~1e-12) got the cumsum's rounding noise (~1e-4), and A_log's gradient sum_t dg_t g_t
+    weights exactly those tokens by |g_t| ~ 33: 2.45e-4 > 2e-4 in fp32. Now dg_t =
+    exp(g_t) <dS_t, S_{t-1}> from the chunk's own terms, each carrying exp(g_t)."""
+    found = _findings("mamba2_ssd", {"dims": [["H", 2], ["N", 16], ["P", 32]],
+                                     "dists": [["dt", "large"]], "dtype": "fp32",
+                                     "length": 33})
+    _assert_ok(found)
+    assert found["grad param A_log"].error < 2e-5
+    assert found["grad input dt"].error < 2e-5
