@@ -48,7 +48,7 @@ def _emit(path, tmp_path):
 def _loop_core(mod):
     """A float64 sequential scan with the module's own semiring ops, as `_ScanFunction`."""
 
-    def apply(a, b, h0, seg, options):
+    def apply(a, b, h0, seg, *_):  # *_: the uniform-rows hint, the options
         a, b, h = a.double(), b.double(), h0.double()
         rows, finals = [], []
         bounds = seg.tolist()
@@ -99,7 +99,7 @@ def _rel_err(x, ref):
     return ((x - ref).abs().max() / ref.abs().max().clamp_min(1e-30)).item()
 
 
-def _run(mod, inputs, params, dims, h0, cu, oracle):
+def _run(mod, inputs, params, dims, h0, cu, oracle, **options):
     leaves = list(inputs.values()) + list(params.values()) + list(h0 or ())
     for leaf in leaves:
         leaf.requires_grad_(True)
@@ -107,7 +107,7 @@ def _run(mod, inputs, params, dims, h0, cu, oracle):
     if oracle:
         mod._ScanFunction.apply = _loop_core(mod)
     try:
-        outs, finals = mod.scan(inputs, params, dims, h0, cu)
+        outs, finals = mod.scan(inputs, params, dims, h0, cu, **options)
     finally:
         mod._ScanFunction.apply = saved
     g = torch.Generator().manual_seed(7)
@@ -117,7 +117,7 @@ def _run(mod, inputs, params, dims, h0, cu, oracle):
     return outs + finals, grads
 
 
-def _compare(ir, mod, dims, B, T, h0=False, cu=None, seed=0, inputs=None):
+def _compare(ir, mod, dims, B, T, h0=False, cu=None, seed=0, inputs=None, **options):
     base, params = _inputs(ir, dims, B, T, torch.float64, seed)
     base = inputs if inputs is not None else base
     N = B if cu is None else len(cu) - 1
@@ -132,7 +132,7 @@ def _compare(ir, mod, dims, B, T, h0=False, cu=None, seed=0, inputs=None):
                                dims, copy(states, torch.float64), cu_t, oracle=True)
     vals, grads = _run(mod, dict(zip(base, copy(tuple(base.values()), torch.float32))),
                        dict(zip(params, copy(tuple(params.values()), torch.float32))),
-                       dims, copy(states, torch.float32), cu_t, oracle=False)
+                       dims, copy(states, torch.float32), cu_t, oracle=False, **options)
     for v, r in zip(vals, ref_vals):
         assert v.dtype == torch.float32
         assert _rel_err(v, r) <= TOL
@@ -348,3 +348,91 @@ def test_chunk_size_option_need_not_be_a_power_of_two(tmp_path):
     (y1,), _ = mod.scan({"x": x, "g": g}, {}, {"D": 4}, None, None, chunk_size=5)
     (y2,), _ = mod.scan({"x": x, "g": g}, {}, {"D": 4}, None, None, chunk_size=16)
     assert _rel_err(y1, y2) <= TOL
+
+
+# The chunk-parallel backward (`_bagg_kernel`, `_bcarry_kernel`, then the backward kernel per
+# piece): forced with chunk_parallel=True, chunk_size=4 so that sequences are cut into several
+# pieces of several chunks, the last one ragged.
+PIECES = {"chunk_parallel": True, "chunk_size": 4}
+
+
+@pytest.mark.parametrize("path", SPECS, ids=lambda p: os.path.basename(p))
+def test_chunk_parallel_backward_matches_oracle(path, tmp_path):
+    ir, mod = _emit(path, tmp_path)
+    if mod is None:
+        pytest.skip("not an elementwise spec")
+    _compare(ir, mod, _dims(ir), B=2, T=37, h0=True, **PIECES)
+
+
+@pytest.mark.parametrize("name", ["linear_scan", "log_scan", "tropical_scan"])
+@pytest.mark.parametrize("T", [1, 13, 32])
+def test_chunk_parallel_backward_lengths(name, T, tmp_path):
+    ir, mod = _emit(os.path.join(ROOT, "examples", "scans", f"{name}.scan"), tmp_path)
+    _compare(ir, mod, {"D": 3}, B=2, T=T, h0=True, **PIECES)
+
+
+@pytest.mark.parametrize("name", ["ops/hgrn", "ops/log_ssm", "ops/selective_ssm",
+                                  "examples/scans/linear_scan", "examples/scans/log_scan",
+                                  "examples/scans/tropical_scan"])
+def test_chunk_parallel_backward_cu_seqlens(name, tmp_path):
+    ir, mod = _emit(os.path.join(ROOT, f"{name}.scan"), tmp_path)
+    _compare(ir, mod, _dims(ir), B=1, T=41, h0=True, cu=[0, 1, 18, 18, 41], **PIECES)
+    _compare(ir, mod, _dims(ir), B=1, T=41, cu=[0, 23, 41, 41], **PIECES)  # empty last
+
+
+@pytest.mark.parametrize("name", ["log_scan", "tropical_scan"])
+def test_chunk_parallel_backward_minus_inf_and_ties(name, tmp_path):
+    ir, mod = _emit(os.path.join(ROOT, "examples", "scans", f"{name}.scan"), tmp_path)
+    g = torch.Generator().manual_seed(3)
+    a = -torch.rand(2, 29, 6, generator=g, dtype=torch.float64)
+    b = torch.randn(2, 29, 6, generator=g, dtype=torch.float64)
+    b[:, 3::4, :2] = -math.inf
+    a[:, 5::7, 2:] = -math.inf
+    _compare(ir, mod, {"D": 6}, B=2, T=29, inputs={"a": a, "b": b}, **PIECES)
+    ties = {"a": torch.zeros(2, 21, 4, dtype=torch.float64),
+            "b": torch.randint(0, 3, (2, 21, 4), generator=g).double()}
+    _compare(ir, mod, {"D": 4}, B=2, T=21, inputs=ties, **PIECES)
+
+
+@pytest.mark.parametrize("name", ["linear_scan", "log_scan", "tropical_scan"])
+def test_chunk_parallel_backward_equals_sequential(name, tmp_path):
+    ir, mod = _emit(os.path.join(ROOT, "examples", "scans", f"{name}.scan"), tmp_path)
+    g = torch.Generator().manual_seed(4)
+    a = torch.rand(1, 61, 5, generator=g)
+    a = a if name == "linear_scan" else a.log()
+    b = torch.randn(1, 61, 5, generator=g)
+    h0 = (torch.randn(3, 5, generator=g),)
+    cu = torch.tensor([0, 30, 30, 61])
+    w = torch.randn(1, 61, 5, generator=g)
+    results = []
+    for mode in (True, False):
+        leaves = [a.clone().requires_grad_(), b.clone().requires_grad_(),
+                  h0[0].clone().requires_grad_()]
+        (y,), (h,) = mod.scan({"a": leaves[0], "b": leaves[1]}, {}, {"D": 5}, (leaves[2],),
+                              cu, chunk_parallel=mode, chunk_size=4)
+        loss = (y * w).sum() + (h * h.detach()).sum()
+        results.append([y, h, *torch.autograd.grad(loss, leaves)])
+    for x, ref in zip(*results):
+        assert _rel_err(x, ref) <= 1e-6
+
+
+def test_uniform_pieces_need_no_device_copy(tmp_path):
+    # without cu_seqlens the pieces come from (N, T) on the host, once per shape, and equal
+    # the ones built from the offsets
+    ir, mod = _emit(os.path.join(ROOT, "examples", "scans", "linear_scan.scan"), tmp_path)
+
+    class NoCopy:
+        def numel(self):
+            return 3
+
+        def tolist(self):
+            raise AssertionError("device->host copy")
+
+    a, opts = torch.zeros(2 * 37, 3), {"chunk_parallel": True}
+    uniform = mod._pieces(a, NoCopy(), (2, 37), 1, 4, opts)
+    packed = mod._pieces(a, torch.tensor([0, 37, 74]), None, 1, 4, opts)
+    assert mod._pieces(a, NoCopy(), (2, 37), 1, 4, opts) is uniform
+    assert all(torch.equal(u, p) for u, p in zip(uniform[:2], packed[:2]))
+    assert uniform[2] == packed[2] and uniform[0].numel() == 3
+    seg, hint = mod._segments((2, 37), None, a.device)
+    assert hint == (2, 37) and mod._segments((2, 37), None, a.device)[0] is seg

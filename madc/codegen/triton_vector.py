@@ -11,7 +11,9 @@ The module holds three Triton kernels filled from `codegen/triton_vector.py.j2`:
 * `<op>_agg_kernel` + `<op>_carry_kernel`: phases 1-2 of the chunk-parallel variant used when
   sequences x channel blocks cannot fill the GPU (phase 3 is the forward kernel);
 * `<op>_bwd_kernel`: the reverse real linear scan whose coefficients come from
-  `madc.backward.scan_adjoint` (sympy derivatives of the semiring's add/mul).
+  `madc.backward.scan_adjoint` (sympy derivatives of the semiring's add/mul);
+* `<op>_bagg_kernel` + `<op>_bcarry_kernel`: phases 1-2 of the chunk-parallel backward (phase 3
+  is the backward kernel run per piece).
 
 The prologue (`let` lines), transition coefficients, injected terms, readouts and outputs are
 printed as torch code around the kernels (by `madc.codegen.torch_print.TorchPrinter`); PyTorch
@@ -81,6 +83,7 @@ def _adjoint_code(ir: ScanIR) -> dict:
         "load_a1": bool({"a", "m"} & need_next),
         "load_b1": "b" in need_next,
         "load_h1": "h" in need_next,
+        "J_load_h": bool({"p", "m"} & need_next),  # row t's state, as p of row t+1
         "J_needs": sorted(adj.symbols("J")),
     }
 

@@ -4,7 +4,8 @@ The CPU interpreter (`TRITON_INTERPRET=1`) runs kernels as Python and accepts co
 compiler rejects (a non-constexpr global read inside a kernel, say). This tool closes that gap:
 
     python triton_sm90.py record SPEC JOBS   # under TRITON_INTERPRET=1: run the Triton backend
-                                             # (forward with and without grad, backward) and
+                                             # (forward with and without grad, backward; the
+                                             # vector backend's chunk-parallel variant too) and
                                              # record each kernel's launch arguments
     python triton_sm90.py compile JOBS       # without the interpreter: triton.compile each
                                              # kernel for GPUTarget("cuda", 90, 32) (PTX+cubin)
@@ -56,10 +57,25 @@ def record(spec: str, jobs_path: str) -> int:
     out = module(**leaves)
     out = out if isinstance(out, tuple) else (out,)
     sum(o.float().sum() for o in out).backward()
+    _chunk_parallel(module, inputs)
     jobs = [(path, name, values) for name, (path, values) in sorted(launches.items())]
     Path(jobs_path).write_bytes(pickle.dumps(jobs))
     print(f"recorded {len(jobs)} kernel(s)")
     return 0 if jobs else 1
+
+
+def _chunk_parallel(module, inputs) -> None:
+    """The vector backend's chunk-parallel variant (forward and backward phases), which the
+    interpreter only takes when asked (`chunk_parallel=True`)."""
+    try:
+        tv = importlib.import_module(f"{type(module).__module__}.triton_vector")
+    except ImportError:
+        return
+    params = dict(module.named_parameters())
+    leaves = {name: x.clone().requires_grad_() for name, x in inputs.items()}
+    outs, finals = tv.scan(leaves, params, module.dims, None, None, chunk_parallel=True,
+                           fused=False)
+    sum(o.float().sum() for o in outs + finals).backward()
 
 
 def _signature(jit, values: dict) -> tuple[dict, dict, dict]:
