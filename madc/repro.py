@@ -355,8 +355,10 @@ def run_case(source: str, candidate: Candidate, case: Case, cache: dict | None =
         # Over the fixed tolerance or not finite: is the plain algorithm as bad at this
         # precision?
         low = _low_precision(source, case, dims, params, inputs, init, cu, masks, cache)
-        if low is not None:
-            findings = _judge(ref64, case, got, want, low, selective)
+        # Or does the exact answer itself move that much when the values are only known to
+        # the dtype's precision?
+        nudged = _perturbed(ref, case, params, inputs, init, cu, masks)
+        findings = _judge(ref64, case, got, want, low, selective, nudged)
     message = ""
     if len(got_o) != len(want_o) or len(got_s) != len(want_s):
         message = (f"{candidate.label()} returned {len(got_o)} outputs and {len(got_s)} "
@@ -380,28 +382,55 @@ def _low_precision(source, case, dims, params, inputs, init, cu, masks, cache):
         return None
 
 
-def _judge(ref64, case: Case, got, want, low, selective: bool = False) -> list:
+def _perturbed(ref, case: Case, params: dict, inputs: dict, init, cu, masks):
+    """The float64 reference on the case's values (inputs, initial states, params) each moved
+    by one unit roundoff u of the case's dtype, x * (1 +- u) with seeded signs: how far the
+    exact answer moves when its data are only known to the dtype's precision (the forward
+    error any algorithm computing in that dtype may show). None if it cannot run."""
+    u = torch.finfo(DTYPES[case.dtype]).eps / 2
+    gen = torch.Generator().manual_seed(case.seed + 1)
+
+    def nudge(x):
+        sign = torch.randint(0, 2, x.shape, generator=gen).to(torch.float64) * 2 - 1
+        return x * (1 + u * sign)
+
+    try:
+        _set_params(ref, {n: nudge(v) for n, v in params.items()}, torch.float64, "cpu")
+        moved_init = None if init is None else tuple(nudge(s) for s in init)
+        moved = {n: nudge(x) for n, x in inputs.items()}
+        out_o, out_s, out_g, _ = _forward_backward(ref, moved, moved_init, cu, torch.float64,
+                                                   "cpu", case, masks)
+        return out_o, out_s, out_g
+    except Exception:  # noqa: BLE001 - no sensitivity estimate: the other allowances only
+        return None
+    finally:
+        _set_params(ref, params, torch.float64, "cpu")
+
+
+def _judge(ref64, case: Case, got, want, low, selective: bool = False, nudged=None) -> list:
     """Findings for every output, state and gradient (`low`: the low-precision reference's
-    (outputs, states, grads) or None; `selective`: the semiring's ⊕ is max or min)."""
+    (outputs, states, grads) or None; `selective`: the semiring's ⊕ is max or min;
+    `nudged`: the float64 reference on values moved by the dtype's roundoff, or None)."""
     (got_o, got_s, got_g), (want_o, want_s, want_g) = got, want
     low_o, low_s, low_g = low or ([None] * len(want_o), [None] * len(want_s), {})
+    nud_o, nud_s, nud_g = nudged or ([None] * len(want_o), [None] * len(want_s), {})
     floors = {"output": scale_floor(want_o), "state": scale_floor(want_s),
               "grad": scale_floor(want_g.values())}
     findings = []
     names = _names(ref64, "output", len(want_o))
     for i in range(min(len(got_o), len(want_o))):
         findings.append(compare(f"output {names[i]}", "output", got_o[i], want_o[i], low_o[i],
-                                case.dtype, floors["output"]))
+                                case.dtype, floors["output"], nud_o[i]))
     snames = _names(ref64, "state", len(want_s))
     for i in range(min(len(got_s), len(want_s))):
         findings.append(compare(f"state {snames[i]}", "state", got_s[i], want_s[i], low_s[i],
-                                case.dtype, floors["state"]))
+                                case.dtype, floors["state"], nud_s[i]))
     for name, value in want_g.items():
         label = name
         if name.startswith("grad initial_state "):
             label = f"grad initial_state {snames[int(name.rsplit(' ', 1)[1])]}"
         finding = compare(label, "grad", got_g.get(name), value, low_g.get(name), case.dtype,
-                          floors["grad"])
+                          floors["grad"], nud_g.get(name))
         if selective and case.dtype != "fp32" and finding.problem is None:
             # Which argument wins a near-tie of max/min depends on the dtype's rounding and
             # moves the gradient by O(1): reported, not judged (fp32 gradients are judged).

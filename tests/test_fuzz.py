@@ -92,6 +92,35 @@ def test_compare_allows_the_low_precision_reference_error_times_factor():
     assert not compare("output y", "output", got, want, lowp, "bf16").ok
 
 
+def test_compare_allows_the_nudged_reference_movement_times_factor():
+    want = _t(1.0, 1.0)
+    nudged = _t(1.0, 1.1)  # the exact answer moves 10% when its data move by one roundoff
+    got = _t(1.0, 1.0 + 0.1 * LOWP_FACTOR * 0.9)
+    assert not compare("output y", "output", got, want, None, "bf16").ok
+    assert compare("output y", "output", got, want, None, "bf16", nudged=nudged).ok
+    got = _t(1.0, 1.0 + 0.1 * LOWP_FACTOR * 1.1)
+    assert not compare("output y", "output", got, want, None, "bf16", nudged=nudged).ok
+
+
+def test_perturbed_reference_moves_data_by_one_roundoff_and_restores_params():
+    from madc.repro import _perturbed, _reference, case_tensors, module_runner
+
+    source = (ROOT / "ops" / "hgrn.scan").read_text()
+    case = Case(dtype="bf16", batch=2, length=9, dims=(("D", 4),), seed=5)
+    ref64, params = _reference(source, dict(case.dims), {})
+    runner = module_runner(ref64)
+    before = {n: p.detach().clone() for n, p in runner.params.items()}
+    inputs, init, cu = case_tensors(ref64, case)
+    nudged = _perturbed(runner, case, params, inputs, init, cu, None)
+    plain = _perturbed(runner, Case(dtype="fp32", batch=2, length=9, dims=(("D", 4),), seed=5),
+                       params, inputs, init, cu, None)
+    assert nudged is not None and plain is not None
+    moved_bf16 = rel_error(nudged[0][0], plain[0][0])
+    u = torch.finfo(torch.bfloat16).eps / 2
+    assert 0 < moved_bf16 < 50 * u  # a well-conditioned scan moves by a few roundoffs
+    assert all(torch.equal(p, before[n]) for n, p in runner.params.items())
+
+
 def test_rel_error_is_relative_to_the_largest_reference_value():
     assert rel_error(_t(1.0, 10.5), _t(1.0, 10.0)) == pytest.approx(0.05)
     assert rel_error(_t(0.0), _t(0.0)) == 0.0
