@@ -2,7 +2,7 @@
 
 `emit(ir)` returns the source of the emitted package module `triton_vector.py`, whose
 `scan(inputs, params, dims, initial_state, cu_seqlens, **options)` follows `docs/runtime.md`.
-The module holds three Triton kernels filled from `codegen/triton_vector.py.j2`:
+The module holds the Triton kernels filled from `codegen/triton_vector.py.j2`:
 
 * `<op>_fwd_kernel`: a program owns a block of channels of one sequence and walks T in chunks,
   scanning each chunk with `tl.associative_scan` and the semiring combine, carrying the state;
