@@ -113,6 +113,12 @@ class Summary:
                     v = self.max_error[d].get(kind)
                     cells.append(f"{'-' if v is None else f'{v:.2e}'} ({TOLERANCES[d][kind]:.0e})")
                 lines.append(f"  {kind:<20}" + "".join(f"{c:>22}" for c in cells))
+            over = any(v is not None and not isinstance(v, str) and v > TOLERANCES[d][k]
+                       for d in dts for k, v in self.max_error[d].items())
+            if over:
+                lines.append("  (errors over the fixed tolerance passed only where the same "
+                             "dtype's reference is as far off, or the exact answer moves as "
+                             "much when nudged by one roundoff: docs/fuzzing.md, rule 5)")
         if self.first_failure:
             lines.append("first failure:\n  " + self.first_failure.replace("\n", "\n  "))
         if self.shrunk_case:

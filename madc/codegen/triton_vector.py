@@ -85,6 +85,11 @@ def _adjoint_code(ir: ScanIR) -> dict:
         "load_h1": "h" in need_next,
         "J_load_h": bool({"p", "m"} & need_next),  # row t's state, as p of row t+1
         "J_needs": sorted(adj.symbols("J")),
+        # the adjoint reads state values through a nonlinear function (log: exp(a + p - h);
+        # max: an indicator): then bf16/fp16 states are saved in fp32 for the backward, since
+        # one bf16 step of a state near 50 is 0.25, i.e. 25% through exp (the real semiring's
+        # J = a and Da = p only need the states' relative precision)
+        "states_fp32": bool({"h", "m", "p"} & need_next or {"h", "m"} & need_here),
     }
 
 
