@@ -115,7 +115,7 @@ class Summary:
                 lines.append(f"  {kind:<20}" + "".join(f"{c:>22}" for c in cells))
             over = any(v is not None and not isinstance(v, str) and v > TOLERANCES[d][k]
                        for d in dts for k, v in self.max_error[d].items())
-            if over:
+            if over and not self.failures:
                 lines.append("  (errors over the fixed tolerance passed only where the same "
                              "dtype's reference is as far off, or the exact answer moves as "
                              "much when nudged by one roundoff: docs/fuzzing.md, rule 5)")
@@ -126,6 +126,21 @@ class Summary:
         if self.repro:
             lines.append(f"repro: python {self.repro}")
         return "\n".join(lines)
+
+
+class _DeviceLost(Exception):
+    """Raised inside phase 1 when a candidate's failure left the device unusable."""
+
+
+#: Failures after which the CUDA context is poisoned: every later call fails the same way, so
+#: later examples, and shrinking, would only report this one bug again.
+STICKY_DEVICE_ERRORS = ("illegal memory access", "illegal address", "unspecified launch failure",
+                        "misaligned address", "device-side assert")
+
+
+def sticky_device_error(result: CaseResult) -> bool:
+    """True when `result` failed with an error that leaves the CUDA context unusable."""
+    return result.failed and any(e in result.message for e in STICKY_DEVICE_ERRORS)
 
 
 class _OutOfTime(Exception):
@@ -253,6 +268,7 @@ class _Search:
         self.source, self.candidate, self.strategy, self.seed = source, candidate, strategy, seed
         self.cache: dict = {}
         self.memo: dict = {}
+        self.device_lost = False
         self.settings = dict(max_examples=examples, database=None, deadline=None,
                              suppress_health_check=list(HealthCheck),
                              verbosity=Verbosity.quiet)
@@ -278,6 +294,8 @@ class _Search:
         def explore(case: Case) -> None:
             if deadline is not None and time.monotonic() > deadline:
                 raise _OutOfTime
+            if self.device_lost:  # hypothesis replays a failing example: keep failing alike
+                raise _DeviceLost
             fresh = case not in self.memo
             result = self.verdict(case)
             if not fresh:  # hypothesis may draw a case twice: count distinct examples only
@@ -285,11 +303,18 @@ class _Search:
             summary.record(case, result)
             if progress is not None:
                 progress(summary, case, result)
+            if sticky_device_error(result):
+                self.device_lost = True
+                raise _DeviceLost
 
         try:
             explore()
         except _OutOfTime:
             summary.notes.append(f"time budget spent after {summary.examples} examples")
+        except _DeviceLost:
+            summary.notes.append(f"stopped after {summary.examples} examples: the failure "
+                                 "left the device unusable (a sticky CUDA error); the repro is "
+                                 "the unshrunk case, run it in a fresh process")
 
     def shrink(self, first: Case, seconds: float, summary: Summary) -> Case:
         """Phase 2: replay the same seeded search (free: memoised) and let hypothesis shrink
@@ -350,7 +375,8 @@ def fuzz(source: str, candidate: Candidate, *, examples: int = 50, seed: int = 0
     search.explore(summary, None if time_budget is None else started + time_budget, progress)
     first = next((c for c, r in search.memo.items() if r.failed), None)
     if first is not None:
-        shrunk = search.shrink(first, shrink_seconds, summary)
+        # a poisoned CUDA context fails every later call: shrinking there would mislead
+        shrunk = first if search.device_lost else search.shrink(first, shrink_seconds, summary)
         summary.shrunk_case = shrunk.to_json()
         what = "module" if candidate.module_path else candidate.backend
         name = f"repro_{Path(spec_path).stem}_{what}_{seed}"

@@ -327,3 +327,28 @@ def test_refuted_spec_needs_allow_promotion(tmp_path, capsys):
                          "--max-length", "24", "--allow-promotion", "--dim", "K=4",
                          "--dim", "V=4", "--out", str(tmp_path)], capsys)
     assert rc == 0 and "0 failures" in printed, printed
+
+
+def test_sticky_device_error_stops_the_run_without_shrinking(tmp_path, monkeypatch):
+    """An illegal memory access poisons the CUDA context: every later example would fail the
+    same way (seen on an H100: 182 of 200), so the run stops at the first and keeps it."""
+    import madc.fuzz as fuzz_module
+    from madc.repro import CaseResult
+
+    calls = []
+
+    def poisoned(source, candidate, case, cache=None):
+        if case.seed == 0 and not case.dists:  # the set-up's probes: let them pass
+            return CaseResult("ok")
+        calls.append(case)
+        return CaseResult("fail", message="backend triton raised AcceleratorError: CUDA error: "
+                          "an illegal memory access was encountered")
+
+    monkeypatch.setattr(fuzz_module, "run_case", poisoned)
+    source = (OPS / "hgrn.scan").read_text()
+    summary = fuzz_module.fuzz(source, fuzz_module.Candidate(backend="chunked"), examples=20,
+                               out_dir=tmp_path, shrink_seconds=30)
+    assert summary.examples == 1 and summary.failures == 1 and len(calls) == 1
+    assert any("sticky CUDA error" in note for note in summary.notes)
+    assert summary.shrunk_case == calls[-1].to_json()
+    assert summary.repro and Path(summary.repro).is_file()
