@@ -290,7 +290,11 @@ def emit(ir: ScanIR) -> str:
     body = _needed_lines(ir, [query, form.key, *values, *[o.expr for o in ir.outputs]])
     # the log-decay is computed from fp32 copies: a chunk sums it over BT tokens, and its
     # bf16 rounding (relative 2^-9 of g per token) made exp(G) T * |g| * 2^-9 off
-    decay_body = _needed_lines(ir, [decay_expr], upcast=True)
+    # (a bare input or param, as GLA's g, is passed as it is: the kernels load it into fp32
+    # exactly, and an fp32 copy would double the bytes read for it)
+    bare = (isinstance(decay_expr, Ref) and decay_expr.kind in ("input", "param")
+            and decay_code == py_name(decay_expr.name))
+    decay_body = _needed_lines(ir, [decay_expr], upcast=not bare)
     one = "1.0" if form.semiring == "real" else "0.0"
     # Outputs computed from readouts (mLSTM's num / max(abs(den), 1), Mamba-2's ys + D * x)
     # read the kernel's fp32 readouts and are rounded once, at the end: rounding `den` to
