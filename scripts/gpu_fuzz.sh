@@ -30,9 +30,11 @@ run_one() {  # spec dtype
     local name dir
     name=$(basename "$1" .scan)
     dir="$OUT/$name-$2"
-    "$PY" -m madc.cli fuzz "$1" --backend triton --device cuda --dtype "$2" \
-        --examples "$EXAMPLES" --seed 0 --time-budget "$TIME_BUDGET" --shrink-seconds 60 \
-        --out "$dir" >"$dir.log" 2>&1
+    # --time-budget only stops drawing new examples: a hung or very slow first example (the
+    # log semiring on 2026-11-23) is cut by `timeout` (exit 124), so the script still ends
+    timeout $((TIME_BUDGET + 90)) "$PY" -m madc.cli fuzz "$1" --backend triton --device cuda \
+        --dtype "$2" --examples "$EXAMPLES" --seed 0 --time-budget "$TIME_BUDGET" \
+        --shrink-seconds 60 --out "$dir" >"$dir.log" 2>&1
     echo $? >"$dir.rc"
     echo "done $name $2 (exit $(cat "$dir.rc"))"
 }
