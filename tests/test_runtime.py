@@ -3,6 +3,8 @@ expected), backend selection and the algebra verdicts it enforces."""
 
 from __future__ import annotations
 
+import os
+
 import pytest
 import torch
 from codegen_util import REPO, load_zoo, make_inputs
@@ -210,3 +212,36 @@ def test_cu_seqlens_without_initial_state_equals_separate_runs(backend):
         alone, state = mod(x=x[:, lo:hi], g=g[:, lo:hi], return_state=True)
         torch.testing.assert_close(packed[:, lo:hi], alone, rtol=1e-12, atol=1e-12)
         torch.testing.assert_close(states[i], state[0], rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.skipif(os.environ.get("TRITON_INTERPRET") != "1",
+                    reason="runs the Triton kernels in the interpreter")
+@pytest.mark.parametrize("spec,dims", [("hgrn", {"D": 4}), ("mlstm", {"H": 2, "K": 16, "V": 16})])
+def test_triton_module_under_torch_compile_is_one_custom_op(spec, dims):
+    """torch.compile(fullgraph=True) sees the Triton backend as one torch.library custom op
+    (no trace into the launches, no graph break); outputs, final states and gradients of
+    inputs, params and the initial state equal the eager module's."""
+    import torch._dynamo as dynamo
+
+    module = rt.load(str(REPO / "ops" / f"{spec}.scan"), backend="triton", **dims)
+    x = {n: t.requires_grad_() for n, t in _inputs(module, batch=2, length=9).items()}
+    heads = (module.heads,) if module.heads else ()
+    h0 = tuple(torch.randn(2, *heads, *s, requires_grad=True)
+               for s in module.state_shapes.values())
+    init = h0[0] if len(h0) == 1 else h0
+
+    def run(fn):
+        out, state = fn(**x, initial_state=init, return_state=True)
+        outs = out if isinstance(out, tuple) else (out,)
+        states = state if isinstance(state, tuple) else (state,)
+        leaves = list(x.values()) + list(module.parameters()) + list(h0)
+        loss = sum((o.float() ** 2).sum() for o in outs + states)
+        return [t.detach() for t in outs + states], torch.autograd.grad(loss, leaves)
+
+    want = run(module)
+    explained = dynamo.explain(module)(**x, initial_state=init, return_state=True)
+    assert explained.graph_break_count == 0, explained.break_reasons
+    got = run(torch.compile(module, backend="aot_eager", fullgraph=True))
+    dynamo.reset()
+    for a, b in zip(got[0] + list(got[1]), want[0] + list(want[1])):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)

@@ -127,6 +127,8 @@ def emit_package(ir: ScanIR, backends=ALL_BACKENDS, dims: dict | None = None) ->
         heads=ir.heads,
         inputs=[{"name": i.name, "shape": _shape_literal(i.shape)} for i in ir.inputs],
         outputs=_tuple_literal([f'"{o.name}"' for o in ir.outputs]),
+        output_shapes=[{"name": o.name, "shape": _shape_literal(o.expr.shape)}
+                       for o in ir.outputs],
         states=[{"name": s.name, "shape": _shape_literal(s.shape)} for s in ir.states],
         backends=chosen,
         backends_literal=_tuple_literal([f'"{b}"' for b in chosen]),

@@ -23,6 +23,8 @@ HEADS = None
 # input name -> per-token shape (dim names and ints)
 INPUTS = OrderedDict([("x", ("D",)), ("g", ("D",))])
 OUTPUTS = ("y",)
+# output name -> per-token shape (heads excluded)
+OUTPUT_SHAPES = OrderedDict([("y", ("D",))])
 # state name -> per-token shape (heads excluded)
 STATES = OrderedDict([("h", ("D",))])
 BACKENDS = ("reference", "chunked")
@@ -50,6 +52,112 @@ def _triton_available():
     except ImportError:
         return False
     return True
+
+
+def _scan(choice, inputs, params, dims, initial_state, cu_seqlens, chunk_size):
+    """One call of backend `choice`'s scan(): (outputs, final states)."""
+    module = _module(TRITON_MODULE if choice == "triton" else choice)
+    options = {} if choice == "reference" or chunk_size is None else {"chunk_size": chunk_size}
+    return module.scan(inputs, params, dims, initial_state, cu_seqlens, **options)
+
+
+_OPS = {}
+
+
+def _custom_op():
+    """The Triton backend's scan as a `torch.library` custom op, so that torch.compile calls
+    it as one opaque operator instead of tracing into Triton launches (docs/runtime.md).
+    Shapes come from a fake implementation; the backward is a second op that re-runs the
+    forward under autograd (one extra forward per backward, on this compiled path only:
+    eager calls run the backend directly). Built at module construction: torch.compile
+    cannot trace an op's registration."""
+    if "scan" in _OPS:
+        return _OPS["scan"]
+    from concurrent.futures import ThreadPoolExecutor
+    from typing import Optional
+
+    lib = "madc_" + "".join(c if c.isalnum() else "_" for c in __name__)
+    names = list(prologue.init_params(DIMS))  # the parameters, in registration order
+
+    def run(inputs, params, initial_state, cu_seqlens, backend, chunk_size, dims):
+        dims = OrderedDict(zip(DIMS, dims))
+        outs, states = _scan(backend, dict(zip(INPUTS, inputs)), dict(zip(names, params)),
+                             dims, tuple(initial_state) or None, cu_seqlens, chunk_size or None)
+        return list(outs) + list(states)
+
+    def unaliased(results, arguments):
+        """A custom op's results may alias neither its arguments (`output y = x` would) nor
+        each other (states split from one packed tensor do): clone those that would."""
+        seen = {t.untyped_storage().data_ptr() for t in arguments if t is not None}
+        out = []
+        for r in results:
+            if r.untyped_storage().data_ptr() in seen:
+                r = r.clone()
+            seen.add(r.untyped_storage().data_ptr())
+            out.append(r)
+        return out
+
+    def gradients(tensors, n_in, n_par, config, grads):
+        leaves = [t.detach().requires_grad_() for t in tensors]
+        with torch.enable_grad():
+            results = run(leaves[:n_in], leaves[n_in:n_in + n_par], leaves[n_in + n_par:],
+                          *config)
+        pairs = [(r, g) for r, g in zip(results, grads) if g is not None and r.requires_grad]
+        got = list(torch.autograd.grad([r for r, _ in pairs], leaves, [g for _, g in pairs],
+                                       allow_unused=True)) if pairs else [None] * len(leaves)
+        return [torch.zeros_like(t) if g is None else g for t, g in zip(tensors, got)]
+
+    @torch.library.custom_op(f"{lib}::scan", mutates_args=())
+    def scan_op(inputs: list[torch.Tensor], params: list[torch.Tensor],
+                initial_state: list[torch.Tensor], cu_seqlens: Optional[torch.Tensor],
+                backend: str, chunk_size: int, dims: list[int]) -> list[torch.Tensor]:
+        return unaliased(run(inputs, params, initial_state, cu_seqlens, backend, chunk_size,
+                             dims), inputs + params + initial_state)
+
+    @scan_op.register_fake
+    def _(inputs, params, initial_state, cu_seqlens, backend, chunk_size, dims):
+        sizes = dict(zip(DIMS, dims))
+        x = inputs[0]
+        rows = x.shape[0] if cu_seqlens is None else cu_seqlens.shape[0] - 1
+        head = (sizes[HEADS],) if HEADS else ()
+        return ([x.new_empty(tuple(x.shape[:2]) + head + _sizes(s, sizes))
+                 for s in OUTPUT_SHAPES.values()]
+                + [x.new_empty((rows,) + head + _sizes(s, sizes)) for s in STATES.values()])
+
+    @torch.library.custom_op(f"{lib}::scan_backward", mutates_args=())
+    def scan_backward_op(inputs: list[torch.Tensor], params: list[torch.Tensor],
+                         initial_state: list[torch.Tensor], cu_seqlens: Optional[torch.Tensor],
+                         backend: str, chunk_size: int, dims: list[int],
+                         grads: list[Optional[torch.Tensor]]) -> list[torch.Tensor]:
+        # An op's implementation runs below the autograd dispatch keys (thread-local), so
+        # the recomputation under autograd runs on a fresh thread, which starts without them.
+        tensors = inputs + params + initial_state
+        with ThreadPoolExecutor(1) as pool:
+            got = pool.submit(gradients, tensors, len(inputs), len(params),
+                              (cu_seqlens, backend, chunk_size, dims), grads).result()
+        return unaliased(got, tensors + list(grads))
+
+    @scan_backward_op.register_fake
+    def _(inputs, params, initial_state, cu_seqlens, backend, chunk_size, dims, grads):
+        return [torch.empty_like(t) for t in inputs + params + initial_state]
+
+    def setup_context(ctx, inputs, output):
+        tensors, params, initial_state, cu_seqlens, *config = inputs
+        ctx.counts = (len(tensors), len(params))
+        ctx.config = [cu_seqlens] + config
+        ctx.save_for_backward(*tensors, *params, *initial_state)
+
+    def backward(ctx, grads):
+        saved = list(ctx.saved_tensors)
+        n_in, n_par = ctx.counts
+        got = scan_backward_op(saved[:n_in], saved[n_in:n_in + n_par], saved[n_in + n_par:],
+                               *ctx.config, list(grads))
+        return (got[:n_in], got[n_in:n_in + n_par], got[n_in + n_par:], None, None, None,
+                None)
+
+    scan_op.register_autograd(backward, setup_context=setup_context)
+    _OPS["scan"] = scan_op
+    return scan_op
 
 
 class InputError(ValueError):
@@ -129,10 +237,12 @@ class LogSsm(nn.Module):
             self.register_parameter(name, nn.Parameter(value))
         if backend == "auto":
             _module("chunked" if "chunked" in BACKENDS else "reference")
-            if torch.cuda.is_available():
-                _triton_available()
+            if torch.cuda.is_available() and _triton_available():
+                _custom_op()
         else:
             _module(TRITON_MODULE if backend == "triton" else backend)
+            if backend == "triton":
+                _custom_op()
 
     def extra_repr(self):
         dims = ", ".join(f"{k}={v}" for k, v in self.dims.items())
@@ -210,11 +320,16 @@ class LogSsm(nn.Module):
         if initial_state is not None:
             initial_state = self._check_state(initial_state, rows, dtype, device)
         params = {name: p.to(dtype) for name, p in self.named_parameters()}
-        module, choice = self._backend_module(device)
-        options = {} if choice == "reference" or self.chunk_size is None else {
-            "chunk_size": self.chunk_size}
-        outs, states = module.scan(inputs, params, self.dims, initial_state, cu_seqlens,
-                                   **options)
+        _, choice = self._backend_module(device)
+        if choice == "triton" and torch.compiler.is_compiling():
+            # torch.compile: one opaque custom op, not a trace into the Triton launches
+            results = _custom_op()(list(inputs.values()), list(params.values()),
+                                   list(initial_state or ()), cu_seqlens, choice,
+                                   self.chunk_size or 0, list(self.dims.values()))
+            outs, states = results[:len(OUTPUTS)], results[len(OUTPUTS):]
+        else:
+            outs, states = _scan(choice, inputs, params, self.dims, initial_state,
+                                 cu_seqlens, self.chunk_size)
         out = outs[0] if len(outs) == 1 else tuple(outs)
         if not return_state:
             return out
