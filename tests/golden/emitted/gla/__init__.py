@@ -132,9 +132,20 @@ def _custom_op():
         # An op's implementation runs below the autograd dispatch keys (thread-local), so
         # the recomputation under autograd runs on a fresh thread, which starts without them.
         tensors = inputs + params + initial_state
+        stream = None
+        if tensors[0].is_cuda:  # the worker keeps the caller's device and stream
+            stream = torch.cuda.current_stream(tensors[0].device)
+
+        def work():
+            if stream is None:
+                return gradients(tensors, len(inputs), len(params),
+                                 (cu_seqlens, backend, chunk_size, dims), grads)
+            with torch.cuda.device(stream.device), torch.cuda.stream(stream):
+                return gradients(tensors, len(inputs), len(params),
+                                 (cu_seqlens, backend, chunk_size, dims), grads)
+
         with ThreadPoolExecutor(1) as pool:
-            got = pool.submit(gradients, tensors, len(inputs), len(params),
-                              (cu_seqlens, backend, chunk_size, dims), grads).result()
+            got = pool.submit(work).result()
         return unaliased(got, tensors + list(grads))
 
     @scan_backward_op.register_fake
