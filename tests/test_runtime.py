@@ -245,3 +245,16 @@ def test_triton_module_under_torch_compile_is_one_custom_op(spec, dims):
     dynamo.reset()
     for a, b in zip(got[0] + list(got[1]), want[0] + list(want[1])):
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
+
+
+def test_building_the_custom_op_leaves_the_rng_alone():
+    """The op is built at construction; it must not draw from torch's RNG (a spec's param
+    inits do: selective_ssm's dt_bias is uniform)."""
+    import sys
+
+    module = rt.load(str(REPO / "ops" / "selective_ssm.scan"), backend="triton")
+    package = sys.modules[type(module).__module__]
+    package._OPS.clear()
+    state = torch.random.get_rng_state()
+    package._custom_op()
+    assert torch.equal(torch.random.get_rng_state(), state)

@@ -130,6 +130,7 @@ def emit_package(ir: ScanIR, backends=ALL_BACKENDS, dims: dict | None = None) ->
         output_shapes=[{"name": o.name, "shape": _shape_literal(o.expr.shape)}
                        for o in ir.outputs],
         states=[{"name": s.name, "shape": _shape_literal(s.shape)} for s in ir.states],
+        params=_tuple_literal([f'"{p.name}"' for p in ir.params]),
         backends=chosen,
         backends_literal=_tuple_literal([f'"{b}"' for b in chosen]),
         triton_module=triton_module,

@@ -25,6 +25,8 @@ INPUTS = OrderedDict([("q", ("K",)), ("k", ("K",)), ("v", ("V",)), ("g", ("K",))
 OUTPUTS = ("o",)
 # output name -> per-token shape (heads excluded)
 OUTPUT_SHAPES = OrderedDict([("o", ("V",))])
+# the learned params, in registration order
+PARAMS = ()
 # state name -> per-token shape (heads excluded)
 STATES = OrderedDict([("S", ("K", "V"))])
 BACKENDS = ("reference", "chunked")
@@ -73,15 +75,15 @@ def _custom_op():
     cannot trace an op's registration."""
     if "scan" in _OPS:
         return _OPS["scan"]
+    import contextlib
     from concurrent.futures import ThreadPoolExecutor
     from typing import Optional
 
     lib = "madc_" + "".join(c if c.isalnum() else "_" for c in __name__)
-    names = list(prologue.init_params(DIMS))  # the parameters, in registration order
 
     def run(inputs, params, initial_state, cu_seqlens, backend, chunk_size, dims):
         dims = OrderedDict(zip(DIMS, dims))
-        outs, states = _scan(backend, dict(zip(INPUTS, inputs)), dict(zip(names, params)),
+        outs, states = _scan(backend, dict(zip(INPUTS, inputs)), dict(zip(PARAMS, params)),
                              dims, tuple(initial_state) or None, cu_seqlens, chunk_size or None)
         return list(outs) + list(states)
 
@@ -137,10 +139,10 @@ def _custom_op():
             stream = torch.cuda.current_stream(tensors[0].device)
 
         def work():
-            if stream is None:
-                return gradients(tensors, len(inputs), len(params),
-                                 (cu_seqlens, backend, chunk_size, dims), grads)
-            with torch.cuda.device(stream.device), torch.cuda.stream(stream):
+            with contextlib.ExitStack() as scope:
+                if stream is not None:
+                    scope.enter_context(torch.cuda.device(stream.device))
+                    scope.enter_context(torch.cuda.stream(stream))
                 return gradients(tensors, len(inputs), len(params),
                                  (cu_seqlens, backend, chunk_size, dims), grads)
 
