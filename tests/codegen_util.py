@@ -75,3 +75,26 @@ def rel_err(got, want) -> float:
         scale = w.detach().abs().max().clamp_min(1e-300)
         worst = max(worst, float((g - w).detach().abs().max() / scale))
     return worst
+
+
+def replay_fuzz_case(spec: str, case: dict) -> dict:
+    """Replay a `madc fuzz` case (its JSON fields; unspecified ones take the Case defaults)
+    on ops/<spec>.scan with the Triton backend through `madc.repro.run_case`, the fuzzer's own
+    check: quantity name -> Finding. Asserts the run itself raised nothing."""
+    import json
+
+    from madc.repro import Candidate, Case, run_case
+
+    source = (REPO / "ops" / f"{spec}.scan").read_text()
+    full = {"batch": 1, "chunk_size": None, "dists": [], "initial_state": None, "lengths": [],
+            "seed": 0, **case}
+    result = run_case(source, Candidate(backend="triton"), Case.from_json(json.dumps(full)))
+    assert not result.message, result.message
+    return {f.quantity: f for f in result.findings}
+
+
+def assert_findings_ok(found: dict) -> None:
+    """Every finding of `replay_fuzz_case` within its allowance."""
+    bad = [f"{q}: {f.problem or f'{f.error:.3g} > {f.allowed:.3g}'}"
+           for q, f in found.items() if not f.ok]
+    assert not bad, bad

@@ -5,18 +5,12 @@ check (float64 reference, docs/fuzzing.md tolerances). CPU, TRITON_INTERPRET=1.
 
 from __future__ import annotations
 
-import json
 import os
 
 os.environ.setdefault("TRITON_INTERPRET", "1")
 
-from pathlib import Path  # noqa: E402
-
 import pytest  # noqa: E402
-
-from madc.repro import Candidate, Case, run_case  # noqa: E402
-
-ROOT = Path(__file__).resolve().parents[1]
+from codegen_util import assert_findings_ok, replay_fuzz_case  # noqa: E402
 
 pytestmark = pytest.mark.skipif(os.environ.get("TRITON_INTERPRET") != "1",
                                 reason="CPU tests run the kernels in the Triton interpreter")
@@ -27,12 +21,8 @@ def test_circulant_bf16_softmax_coefficients_in_fp32(x_dist, length, seed):
     """circulant_ssm in bf16 with w = 0: c = softmax(w) = 1/3 rounded to bf16 is 0.333984, a
     row sum of 1.002 that compounded to 6% (T=31) and 45% (T=192, found on an H100) in the
     state. The prologue now runs in fp32 for bf16/fp16 inputs."""
-    source = (ROOT / "ops" / "circulant_ssm.scan").read_text()
-    case = {"batch": 1, "chunk_size": None, "dims": [["N", 3]],
-            "dists": [["w", "zeros"], ["x", x_dist]], "dtype": "bf16",
-            "initial_state": "normal", "length": length, "lengths": [], "seed": seed}
-    result = run_case(source, Candidate(backend="triton"), Case.from_json(json.dumps(case)))
-    assert not result.message, result.message
-    found = {f.quantity: f for f in result.findings}
-    assert all(f.ok for f in found.values()), found
+    found = replay_fuzz_case("circulant_ssm", {
+        "dims": [["N", 3]], "dists": [["w", "zeros"], ["x", x_dist]], "dtype": "bf16",
+        "initial_state": "normal", "length": length, "seed": seed})
+    assert_findings_ok(found)
     assert found["state h"].error < 0.01
