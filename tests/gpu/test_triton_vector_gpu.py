@@ -59,16 +59,23 @@ def test_matches_reference_fp32(path):
         assert _rel(a, b) <= 1e-5
 
 
-@pytest.mark.parametrize("name", ["linear_scan", "log_scan", "tropical_scan"])
-def test_chunk_parallel_matches_sequential(name):
+def _example_scan(name, length, seed):
+    """(module, its triton_vector module, generator, a, b) for examples/scans/<name>.scan at
+    D=64, B=1: a in (0, 1) (its log for the log and tropical semirings), b normal."""
     import madc
 
     mod = madc.load(os.path.join(ROOT, "examples", "scans", f"{name}.scan"), D=64).cuda()
     tv = importlib.import_module(f"{type(mod).__module__}.triton_vector")
-    g = torch.Generator().manual_seed(1)
-    a = torch.rand(1, 8192, 64, generator=g).cuda()
+    g = torch.Generator().manual_seed(seed)
+    a = torch.rand(1, length, 64, generator=g).cuda()
     a = a if name == "linear_scan" else a.log()
-    b = torch.randn(1, 8192, 64, generator=g).cuda()
+    b = torch.randn(1, length, 64, generator=g).cuda()
+    return mod, tv, g, a, b
+
+
+@pytest.mark.parametrize("name", ["linear_scan", "log_scan", "tropical_scan"])
+def test_chunk_parallel_matches_sequential(name):
+    mod, tv, _, a, b = _example_scan(name, 8192, seed=1)
     (y1,), (h1,) = tv.scan({"a": a, "b": b}, {}, mod.dims, None, None, chunk_parallel=True)
     (y0,), (h0,) = tv.scan({"a": a, "b": b}, {}, mod.dims, None, None, chunk_parallel=False)
     assert _rel(y1, y0) <= 1e-5 and _rel(h1, h0) <= 1e-5
@@ -77,14 +84,7 @@ def test_chunk_parallel_matches_sequential(name):
 @pytest.mark.parametrize("name", ["linear_scan", "log_scan", "tropical_scan"])
 @pytest.mark.parametrize("packed", [False, True])
 def test_chunk_parallel_backward_matches_sequential(name, packed):
-    import madc
-
-    mod = madc.load(os.path.join(ROOT, "examples", "scans", f"{name}.scan"), D=64).cuda()
-    tv = importlib.import_module(f"{type(mod).__module__}.triton_vector")
-    g = torch.Generator().manual_seed(5)
-    a = torch.rand(1, 8191, 64, generator=g).cuda()
-    a = a if name == "linear_scan" else a.log()
-    b = torch.randn(1, 8191, 64, generator=g).cuda()
+    mod, tv, g, a, b = _example_scan(name, 8191, seed=5)
     w = torch.randn(1, 8191, 64, generator=g).cuda()
     cu = torch.tensor([0, 3000, 3000, 8191]).cuda() if packed else None
     h0 = torch.randn(3 if packed else 1, 64, generator=g).cuda()
