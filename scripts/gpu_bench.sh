@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Every timing of issues 4 and 5 in one device call (no correctness tests: those run in
-# scripts/gpu_fuzz.sh's call, where timing does not matter). Each part is capped so the whole
-# fits one 10-minute call; logs and JSON/PNG go to $OUT/bench.tgz, the tables to stdout.
+# Every timing of issues 4 and 5 in one device call (it replaces scripts/gpu_vector.sh; the
+# correctness checks are `python3 -m pytest tests/gpu`, run in another call, where timing does
+# not matter). Each part is capped so the whole fits one 10-minute call; logs and JSON/PNG go
+# to $OUT/bench.tgz, the tables to stdout.
 #   scripts/gpu_bench.sh            (carry .whl: lark, fla-core, accelerated-scan)
 set -u
 cd "$(dirname "$0")/.."
