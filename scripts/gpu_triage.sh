@@ -31,17 +31,17 @@ for f in result.findings:
     print("  ", f.quantity, f.error, f.allowed, f.problem)
 PYEOF
 for spec in ops/gla.scan ops/gated_gla.scan; do
-    CUDA_LAUNCH_BLOCKING=1 timeout 120 python3 "$OUT/case.py" "$spec" 2>&1 \
+    CUDA_LAUNCH_BLOCKING=1 timeout 100 python3 "$OUT/case.py" "$spec" 2>&1 \
         | grep -v -i warn | tail -n 25 | tee -a "$OUT/illegal_access.log"
 done
 SAN=$(command -v compute-sanitizer || ls /usr/local/cuda*/bin/compute-sanitizer 2>/dev/null | head -1)
 if [ -n "$SAN" ]; then
-    timeout 240 "$SAN" --tool memcheck --print-limit 5 python3 "$OUT/case.py" ops/gla.scan \
+    timeout 200 "$SAN" --tool memcheck --print-limit 5 python3 "$OUT/case.py" ops/gla.scan \
         2>&1 | grep -v -i warn | head -n 60 | tee "$OUT/sanitizer.log"
 else
     echo "compute-sanitizer not found" | tee "$OUT/sanitizer.log"
 fi
-TRITON_PRINT_AUTOTUNING=1 timeout 240 python3 - <<'PYEOF' 2>&1 | grep -v -i warn | tee "$OUT/log_semiring.log"
+TRITON_PRINT_AUTOTUNING=1 timeout 180 python3 - <<'PYEOF' 2>&1 | grep -v -i warn | tee "$OUT/log_semiring.log"
 import time
 import torch
 import madc

@@ -77,10 +77,10 @@ def rel_err(got, want) -> float:
     return worst
 
 
-def replay_fuzz_case(spec: str, case: dict) -> dict:
+def replay_fuzz_case(spec: str, case: dict, device: str = "cpu") -> dict:
     """Replay a `madc fuzz` case (its JSON fields; unspecified ones take the Case defaults)
-    on ops/<spec>.scan with the Triton backend through `madc.repro.run_case`, the fuzzer's own
-    check: quantity name -> Finding. Asserts the run itself raised nothing."""
+    on ops/<spec>.scan with the Triton backend on `device` through `madc.repro.run_case`, the
+    fuzzer's own check: quantity name -> Finding. Asserts the run itself raised nothing."""
     import json
 
     from madc.repro import Candidate, Case, run_case
@@ -88,7 +88,8 @@ def replay_fuzz_case(spec: str, case: dict) -> dict:
     source = (REPO / "ops" / f"{spec}.scan").read_text()
     full = {"batch": 1, "chunk_size": None, "dists": [], "initial_state": None, "lengths": [],
             "seed": 0, **case}
-    result = run_case(source, Candidate(backend="triton"), Case.from_json(json.dumps(full)))
+    result = run_case(source, Candidate(backend="triton", device=device),
+                      Case.from_json(json.dumps(full)))
     assert not result.message, result.message
     return {f.quantity: f for f in result.findings}
 

@@ -1,15 +1,25 @@
 """The attention-form Triton backend on CUDA against the float64 reference (compiled kernels,
 autotuned chunk sizes, tf32 off for fp32 inputs)."""
 
+import sys
+from pathlib import Path
+
 import pytest
 import torch
 
 from madc.bench_attention import load_module, rel_err
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from codegen_util import assert_findings_ok, replay_fuzz_case  # noqa: E402
+
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 
 CASES = [("ops/gla.scan", {}), ("ops/retnet.scan", {}), ("ops/mlstm.scan", {}),
-         ("tests/specs/log_gla.scan", {}), ("ops/mamba2_ssd.scan", {"N": 64, "P": 64})]
+         ("tests/specs/log_gla.scan", {}), ("ops/mamba2_ssd.scan", {"N": 64, "P": 64}),
+         # small tiles: 16-column products, which 8 warps split into 8-column halves that
+         # Triton 3.6 lowers to out-of-range shared-memory reads (the backward takes 4 warps)
+         ("ops/gla.scan", {"K": 3, "V": 3}), ("ops/gated_gla.scan", {"K": 16, "V": 128}),
+         ("ops/retnet.scan", {"K": 128, "V": 5})]
 
 
 def _run(mod, inputs, h0, dtype, do):
@@ -49,3 +59,14 @@ def test_gpu_matches_reference(spec, dims, dtype, tol):
         # of q dq - k dk accurate (docs/attention.md: "Precision of the decay gradient";
         # 0.4-0.8% in a CPU run of this test with the interpreter)
         assert rel_err(g[name], grad) <= tol, name
+
+
+@pytest.mark.parametrize("spec", ["gla", "gated_gla"])
+def test_gpu_fuzz_case_small_tiles(spec):
+    """The first `madc fuzz` failure on an H100: "an illegal memory access" in the backward
+    chunk kernel (K = V = 3, bf16); replayed through the fuzzer's own check."""
+    found = replay_fuzz_case(spec, {
+        "dims": [["H", 1], ["K", 3], ["V", 3]], "dists": [["k", "zeros"], ["g", "nonpos:tiny"]],
+        "dtype": "bf16", "initial_state": "normal", "length": 50, "lengths": [50],
+        "seed": 160426}, device="cuda")
+    assert_findings_ok(found)
