@@ -32,6 +32,12 @@ LOWP_FACTOR = 8.0
 #: A_log at T=1) comes out of a cancelling backward formula as rounding noise: 0.003 next to
 #: gradients of 380 in fp32, i.e. 8e-6 of the scale of the computation.
 FLOOR_FRACTION = 0.1
+#: Outputs and states of a semiring whose product is + (log, tropical, min-plus) are
+#: logarithms: an error of d in one is a relative error of d in the value it stands for. They
+#: are measured against a scale of at least 1, so a log-domain value near 0 is not held to
+#: relative accuracy: h = A + (x - A), with A a cumulated log-coefficient (the log semiring's
+#: chunk lowering), is off by ~eps |A| (an H100 run: 2e-8 on x ~ 1e-4, log_ssm fp32, T = 1).
+LOG_DOMAIN_FLOOR = 1.0
 #: Values the float64 reference produces above this fraction of the dtype's largest finite value
 #: make the example out of the dtype's range: it is counted and skipped, not compared.
 RANGE_FRACTION = 1.0 / 64.0

@@ -24,6 +24,7 @@ import torch
 
 from madc.fuzz_check import (  # noqa: F401 - re-exported: the repro's vocabulary
     DTYPES,
+    LOG_DOMAIN_FLOOR,
     LOWP_FACTOR,
     RANGE_FRACTION,
     TOLERANCES,
@@ -349,8 +350,10 @@ def run_case(source: str, candidate: Candidate, case: Case, cache: dict | None =
     except Exception as exc:  # noqa: BLE001 - a crashing candidate is a finding, not a crash
         return CaseResult("fail", message=f"{candidate.label()} raised {_trace(exc)}")
     got, want = (got_o, got_s, got_g), (want_o, want_s, want_g)
-    selective = "idempotent_add" in _cached(cache, "ir", lambda: _spec(source)).semiring.facts
-    findings = _judge(ref64, case, got, want, None, selective)
+    facts = _cached(cache, "ir", lambda: _spec(source)).semiring.facts
+    selective = "idempotent_add" in facts
+    log_domain = "mul_is_plus" in facts
+    findings = _judge(ref64, case, got, want, None, selective, log_domain=log_domain)
     if any(not f.ok for f in findings):
         # Over the fixed tolerance or not finite: is the plain algorithm as bad at this
         # precision?
@@ -358,7 +361,7 @@ def run_case(source: str, candidate: Candidate, case: Case, cache: dict | None =
         # Or does the exact answer itself move that much when the values are only known to
         # the dtype's precision?
         nudged = _perturbed(ref, case, params, inputs, init, cu, masks)
-        findings = _judge(ref64, case, got, want, low, selective, nudged)
+        findings = _judge(ref64, case, got, want, low, selective, nudged, log_domain)
     message = ""
     if len(got_o) != len(want_o) or len(got_s) != len(want_s):
         message = (f"{candidate.label()} returned {len(got_o)} outputs and {len(got_s)} "
@@ -407,15 +410,19 @@ def _perturbed(ref, case: Case, params: dict, inputs: dict, init, cu, masks):
         _set_params(ref, params, torch.float64, "cpu")
 
 
-def _judge(ref64, case: Case, got, want, low, selective: bool = False, nudged=None) -> list:
+def _judge(ref64, case: Case, got, want, low, selective: bool = False, nudged=None,
+           log_domain: bool = False) -> list:
     """Findings for every output, state and gradient (`low`: the low-precision reference's
     (outputs, states, grads) or None; `selective`: the semiring's ⊕ is max or min;
-    `nudged`: the float64 reference on values moved by the dtype's roundoff, or None)."""
+    `nudged`: the float64 reference on values moved by the dtype's roundoff, or None;
+    `log_domain`: the semiring's ⊗ is +, so outputs and states are logarithms, measured
+    against a scale of at least LOG_DOMAIN_FLOOR)."""
     (got_o, got_s, got_g), (want_o, want_s, want_g) = got, want
     low_o, low_s, low_g = low or ([None] * len(want_o), [None] * len(want_s), {})
     nud_o, nud_s, nud_g = nudged or ([None] * len(want_o), [None] * len(want_s), {})
-    floors = {"output": scale_floor(want_o), "state": scale_floor(want_s),
-              "grad": scale_floor(want_g.values())}
+    least = LOG_DOMAIN_FLOOR if log_domain else 0.0
+    floors = {"output": max(scale_floor(want_o), least),
+              "state": max(scale_floor(want_s), least), "grad": scale_floor(want_g.values())}
     findings = []
     names = _names(ref64, "output", len(want_o))
     for i in range(min(len(got_o), len(want_o))):

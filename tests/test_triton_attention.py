@@ -136,6 +136,18 @@ def test_key_blocks():
     _compare("ops/gla.scan", B=1, T=20, small={"K": 80})
 
 
+@pytest.mark.parametrize("spec", ["ops/gla.scan", "ops/retnet.scan"])
+def test_small_heads_in_padded_tiles(monkeypatch, spec):
+    """On a GPU, K and V under 64 run in 64-wide masked tiles (TILE_MIN: Triton 3.6 faults on
+    16- and 32-wide bf16 products); the same padding in the interpreter, K = 3, V = 5."""
+    tri, _ = _modules(spec, {"K": 3, "V": 5})
+    kernels = importlib.import_module(type(tri).__module__ + ".triton_attention")
+    monkeypatch.setattr(kernels, "TILE_MIN", 64)
+    assert kernels._pow2(3) == 64 and kernels._pow2(80) == 128
+    cu = torch.tensor([0, 7, 20], dtype=torch.int32)
+    _compare(spec, B=1, T=20, cu=cu, small={"K": 3, "V": 5})
+
+
 def test_strong_decay_takes_exact_path():
     """Per-chunk log-decay spans far beyond SPAN_MAX use exact pairwise decays."""
     _compare("ops/gla.scan", log_gate=40.0)
