@@ -3,7 +3,11 @@
 # and in fp32 (JOBS runs at a time, each capped at TIME_BUDGET seconds); print one table row
 # per spec and dtype. Exit 1 if any run failed.
 #   scripts/gpu_fuzz.sh [EXAMPLES] [OUT]   (defaults: 200, runs/gpu_fuzz; env PY, JOBS,
-#                                          TIME_BUDGET, SPECS="ops/a.scan ops/b.scan")
+#                                          TIME_BUDGET, SPECS="ops/a.scan ops/b.scan",
+#                                          DTYPES="bf16 fp32", SEEDS="0")
+# SEEDS="0 1 2 3" runs EXAMPLES examples per seed, side by side: the runs share Triton's
+# kernel cache, so a spec whose examples mostly compile new kernel variants (the attention
+# form in fp32) gets through its examples sooner in parallel.
 # On the device machine carry .whl (the lark wheel), as scripts/gpu_train.sh does.
 set -u
 cd "$(dirname "$0")/.."
@@ -23,17 +27,20 @@ OUT=${2:-runs/gpu_fuzz}
 # new examples after TIME_BUDGET seconds so the whole script fits one 10-minute device call.
 JOBS=${JOBS:-13}
 TIME_BUDGET=${TIME_BUDGET:-240}
+DTYPES=${DTYPES:-bf16 fp32}
+SEEDS=${SEEDS:-0}
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
 mkdir -p "$OUT"
 
-run_one() {  # spec dtype
+run_one() {  # spec dtype seed
     local name dir
     name=$(basename "$1" .scan)
+    [ "$(echo $SEEDS | wc -w)" -gt 1 ] && name="$name-s$3"
     dir="$OUT/$name-$2"
     # --time-budget only stops drawing new examples: a hung or very slow first example (the
     # log semiring on 2026-11-23) is cut by `timeout` (exit 124), so the script still ends
     timeout $((TIME_BUDGET + 90)) "$PY" -m madc.cli fuzz "$1" --backend triton --device cuda \
-        --dtype "$2" --examples "$EXAMPLES" --seed 0 --time-budget "$TIME_BUDGET" \
+        --dtype "$2" --examples "$EXAMPLES" --seed "$3" --time-budget "$TIME_BUDGET" \
         --shrink-seconds 60 --out "$dir" >"$dir.log" 2>&1
     echo $? >"$dir.rc"
     echo "done $name $2 (exit $(cat "$dir.rc"))"
@@ -47,9 +54,11 @@ for spec in ${SPECS:-ops/*.scan}; do
         echo "skip $name (refuted by madc check)"
         continue
     fi
-    for dtype in bf16 fp32; do
-        while [ "$(jobs -rp | wc -l)" -ge "$JOBS" ]; do wait -n; done
-        run_one "$spec" "$dtype" &
+    for dtype in $DTYPES; do
+        for seed in $SEEDS; do
+            while [ "$(jobs -rp | wc -l)" -ge "$JOBS" ]; do wait -n; done
+            run_one "$spec" "$dtype" "$seed" &
+        done
     done
 done
 wait
