@@ -75,10 +75,13 @@ def _run(mod, inputs, h0, cu, dtype, weights):
 
 
 def _compare(spec, B=2, T=37, cu=None, dtype=torch.float32, tol=1e-4, grad_tols=None,
-             log_gate=None, seed=0, small=None):
+             log_gate=None, seed=0, small=None, gates=None):
+    """Triton vs float64 reference; `gates(g)` (optional) rewrites the drawn log-gates."""
     tri, ref = _modules(spec, small)
     gen = torch.Generator().manual_seed(seed)
     inputs = _inputs(tri, B, T, gen, log_gate)
+    if gates is not None:
+        inputs["g"] = gates(inputs["g"])
     # round through the tested dtype first, so both sides see the same numbers
     inputs = {k: v.to(dtype).double() for k, v in inputs.items()}
     rows = B if cu is None else cu.numel() - 1
@@ -151,6 +154,29 @@ def test_small_heads_in_padded_tiles(monkeypatch, spec):
 def test_strong_decay_takes_exact_path():
     """Per-chunk log-decay spans far beyond SPAN_MAX use exact pairwise decays."""
     _compare("ops/gla.scan", log_gate=40.0)
+
+
+@pytest.mark.parametrize("wide", [True, False])
+def test_deep_log_decays_fp32(monkeypatch, wide):
+    """A chunk whose cumulative log-decays sit near -1000 (a -1000 gate on its first token,
+    small gates after): the decays between nearby tokens are exp of differences of two large
+    sums. Summed in fp32 they are off by ~ulp(1000) = 6e-5 (the interpreter's sequential
+    cumsum; a GPU's tree-shaped scan is worse); fp64 sums (WIDE_DECAYS, the default) keep fp32
+    inputs within 1e-5. With the fp32 sums the same comparison fails: the case has teeth."""
+    tri, _ = _modules("ops/gla.scan")
+    kernels = importlib.import_module(type(tri).__module__ + ".triton_attention")
+    monkeypatch.setattr(kernels, "WIDE_DECAYS", wide)
+
+    def deep(g):
+        g = g * 0.05
+        g[:, ::16] = -1000.0  # the first token of every 16-row chunk
+        return g
+
+    if wide:
+        _compare("ops/gla.scan", B=1, T=48, tol=1e-5, gates=deep)
+    else:
+        with pytest.raises(AssertionError, match="rel err"):
+            _compare("ops/gla.scan", B=1, T=48, tol=1e-5, gates=deep)
 
 
 @pytest.mark.parametrize("spec,T,seed", [
