@@ -204,16 +204,51 @@ def test_bf16_inference_forward():
 
 
 def test_exact_states_only_with_gradients():
-    """The per-chunk states are fp32 for bf16 inputs that need a gradient, bf16 otherwise."""
+    """The forward's per-chunk states are in q's dtype (the output kernel reads them rounded
+    to it); the backward's, recomputed by `attention_states`, are fp32. With a gradient to come
+    the forward's recurrence is the exact one: its states are the backward's, rounded."""
     package, _ = load_package(str(ROOT / "ops/gla.scan"))
     kernels = importlib.import_module(package.__name__ + ".triton_attention")
     gen = torch.Generator().manual_seed(0)
     q, k = (torch.randn(1, 20, 1, 16, generator=gen).bfloat16() for _ in range(2))
     v = torch.randn(1, 20, 1, 16, generator=gen).bfloat16()
     g = torch.nn.functional.logsigmoid(torch.randn(1, 20, 1, 16, generator=gen))
-    for exact, dtype in ((False, torch.bfloat16), (True, torch.float32)):
+    full = kernels.attention_states(q, k, v, g, None, None)
+    assert full.dtype == torch.float32
+    for exact in (False, True):
         _, _, h = kernels.attention_fwd(q, k, v, g, None, None, 0.25, None, exact)
-        assert h.dtype == dtype
+        assert h.dtype == torch.bfloat16
+        # unrounded (states_dtype fp32), the exact forward's states are the backward's
+        _, _, h = kernels.attention_fwd(q, k, v, g, None, None, 0.25, None, exact, None,
+                                        torch.float32)
+        assert torch.equal(h, full) == exact
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float32])
+def test_backward_recomputes_the_states(monkeypatch, dtype):
+    """Training saves no per-chunk states (the backward recomputes them): the graph holds only
+    the inputs, and outputs, final states and every gradient equal those of a run that saves
+    the forward's fp32 states (MADC_ATTENTION_SAVE_STATES=1), bit for bit."""
+    package, _ = load_package(str(ROOT / "ops/gla.scan"))
+    kernels = importlib.import_module(package.__name__ + ".triton_attention")
+    gen = torch.Generator().manual_seed(3)
+    x = [torch.randn(1, 37, 2, 16, generator=gen).to(dtype) for _ in range(3)]
+    x.append(torch.nn.functional.logsigmoid(torch.randn(1, 37, 2, 16, generator=gen)))
+    h0 = torch.randn(1, 2, 16, 16, generator=gen)
+    w = torch.randn(1, 37, 2, 16, generator=gen)
+    runs = []
+    for save in (False, True):
+        monkeypatch.setattr(kernels, "SAVE_STATES", save)
+        leaves = [t.clone().requires_grad_() for t in x + [h0]]
+        o, ht = kernels.linear_attention(*leaves[:4], h0=leaves[4], scale=0.25)
+        saved = o.grad_fn.saved_tensors
+        held = sum(t.numel() for t in saved if t is not None)
+        inputs = sum(t.numel() for t in leaves)
+        assert (held == inputs) != save, (held, inputs)
+        ((o.float() * w).sum() + ht.sum()).backward()
+        runs.append([o, ht] + [t.grad for t in leaves])
+    for a, b in zip(*runs, strict=True):
+        assert torch.equal(a, b)
 
 
 def test_bwd_fallback_to_rounded_states_warns():
