@@ -188,6 +188,17 @@ def run_bench(file: str, shape: str = "", dtype: str = "bf16", backend: str = "t
                 fwd = measure(lambda: tv.scan(inputs, params, ours.dims, None, None,
                                               fused=False))
             entries.append(_entry("madc triton, states materialised", fwd, None))
+    if backend == "triton" and device.type == "cuda" and os.environ.get(
+            "MADC_BENCH_LOOKBACK") == "1":
+        # opt-in until it has run on a GPU: the single-pass look-back forward (docs/triton.md)
+        tv = importlib.import_module(f"{type(ours).__module__}.triton_vector") \
+            if hasattr(ours, "dims") else None
+        if tv is not None:
+            params = {n: p for n, p in ours.named_parameters()}
+            with torch.no_grad():
+                fwd = measure(lambda: tv.scan(inputs, params, ours.dims, None, None,
+                                              chunk_parallel="lookback", fused=False))
+            entries.append(_entry("madc triton, look-back forward", fwd, None))
     if "reference" not in skip:
         ref = madc.load(file, backend="reference", **over).to(device)
         ref.load_state_dict(ours.state_dict())

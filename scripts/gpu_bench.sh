@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # Every timing of issues 4 and 5 in one device call (it replaces scripts/gpu_vector.sh; the
 # correctness checks are `python3 -m pytest tests/gpu`, run in another call, where timing does
-# not matter). Each part is capped so the whole fits one 10-minute call; logs and JSON/PNG go
-# to $OUT/bench.tgz, the tables to stdout.
-#   scripts/gpu_bench.sh            (carry .whl: lark, fla-core, accelerated-scan)
+# not matter). Each run is capped; PARTS (default "vector lookback attention", ~15 minutes in
+# all) picks the parts: "vector lookback" fits one 10-minute device call, "attention" (fla's
+# first backward autotunes for minutes) another. Logs and JSON/PNG
+# go to $OUT/bench.tgz, the tables to stdout.
+#   PARTS="vector lookback" scripts/gpu_bench.sh   (carry .whl: lark, fla-core, accelerated-scan)
 set -u
 cd "$(dirname "$0")/.."
 LOG=/tmp/madc_bench_logs
@@ -20,12 +22,25 @@ bench() {  # bench FILE SHAPE DTYPE SKIP SECONDS
         --out "$LOG/bench" 2>&1 | grep -v -i warn | tee -a "$LOG/bench_vector.log"
 }
 S=examples/scans
-bench $S/linear_scan.scan B=8,T=4096,D=4096 bf16 "" 90
-bench $S/linear_scan.scan B=8,T=4096,D=4096 fp32 compile 60
-bench $S/log_scan.scan B=8,T=4096,D=4096 bf16 compile 50
-bench $S/tropical_scan.scan B=8,T=4096,D=4096 bf16 compile 50
-bench ops/selective_ssm.scan B=8,T=4096,D=2048,N=16 bf16 compile 70
-bench $S/linear_scan.scan B=1,T=65536,D=256 bf16 compile,reference 50
-timeout 190 python3 -m madc.bench_attention --json "$LOG/bench_attention.json" 2>&1 \
-    | grep -v -i warn | tee "$LOG/bench_attention.log"
+PARTS=${PARTS:-vector lookback attention}
+part() { case " $PARTS " in *" $1 "*) return 0 ;; *) return 1 ;; esac; }
+if part vector; then
+    bench $S/linear_scan.scan B=8,T=4096,D=4096 bf16 reference 100
+    bench $S/linear_scan.scan B=8,T=4096,D=4096 fp32 compile 60
+    bench $S/log_scan.scan B=8,T=4096,D=4096 bf16 compile 100
+    bench $S/tropical_scan.scan B=8,T=4096,D=4096 bf16 compile 50
+    bench ops/selective_ssm.scan B=8,T=4096,D=2048,N=16 bf16 compile 70
+    bench $S/linear_scan.scan B=1,T=65536,D=256 bf16 compile,reference 50
+fi
+# the single-pass look-back forward (opt-in, first GPU runs): its own capped processes, so a
+# look-back that spins cannot take the rest of the call with it
+if part lookback; then
+    for shape in B=8,T=4096,D=4096 B=1,T=65536,D=256; do
+        MADC_BENCH_LOOKBACK=1 bench $S/linear_scan.scan $shape bf16 compile,reference 60
+    done
+fi
+if part attention; then
+    timeout 420 python3 -m madc.bench_attention --json "$LOG/bench_attention.json" 2>&1 \
+        | grep -v -i warn | tee "$LOG/bench_attention.log"
+fi
 tar czf "${OUT:-/tmp}/bench.tgz" -C "$LOG" .

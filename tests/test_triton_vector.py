@@ -466,3 +466,88 @@ def test_chunk_parallel_backward_other_semirings(name, tmp_path):
     for options in ({}, PIECES):
         _compare(ir, mod, {"D": 3}, B=1, T=40, h0=True, cu=[0, 17, 17, 40],
                  inputs={"a": a, "b": b}, **options)
+
+
+# The single-pass chunk-parallel forward (chunk_parallel="lookback", docs/triton.md): uniform
+# sequences cut into pieces of chunk_size rows; the backward keeps its automatic choice.
+LOOKBACK = {"chunk_parallel": "lookback", "chunk_size": 4}
+
+
+@pytest.mark.parametrize("name", ["linear_scan", "log_scan", "tropical_scan"])
+@pytest.mark.parametrize("T", [1, 4, 13, 37])
+def test_lookback_forward_matches_oracle(name, T, tmp_path):
+    ir, mod = _emit(os.path.join(ROOT, "examples", "scans", f"{name}.scan"), tmp_path)
+    _compare(ir, mod, {"D": 3}, B=2, T=T, h0=True, **LOOKBACK)
+
+
+@pytest.mark.parametrize("name", ["ops/hgrn", "ops/log_ssm", "ops/selective_ssm"])
+def test_lookback_forward_zoo(name, tmp_path):
+    ir, mod = _emit(os.path.join(ROOT, f"{name}.scan"), tmp_path)
+    _compare(ir, mod, _dims(ir), B=2, T=23, h0=True, **LOOKBACK)
+
+
+@pytest.mark.parametrize("name", ["linear_scan", "log_scan", "tropical_scan"])
+def test_lookback_minus_inf_and_ties(name, tmp_path):
+    """-inf coefficients (the log/tropical zero) and exact ties, through the look-back, against
+    the sequential kernel."""
+    ir, mod = _emit(os.path.join(ROOT, "examples", "scans", f"{name}.scan"), tmp_path)
+    g = torch.Generator().manual_seed(5)
+    a = torch.rand(2, 21, 3, generator=g, dtype=torch.float64)
+    b = torch.randn(2, 21, 3, generator=g, dtype=torch.float64).round()
+    if name != "linear_scan":
+        a = a.log()
+        a[:, 5] = -float("inf")
+        a[:, 9:11] = 0.0
+    with torch.no_grad():
+        got = mod.scan({"a": a.float(), "b": b.float()}, {}, {"D": 3}, None, None, **LOOKBACK)
+        want = mod.scan({"a": a.float(), "b": b.float()}, {}, {"D": 3}, None, None,
+                        chunk_parallel=False)
+    for x, y in zip(got[0] + got[1], want[0] + want[1]):
+        assert _rel_err(x, y) <= TOL  # infinities in the same places, exactly
+
+
+def test_lookback_folds_published_aggregates(tmp_path):
+    """The look-back's aggregate path, which the interpreter's in-order programs never take:
+    pieces 1..P-2 publish only their aggregates (flag 1) and piece 0 its last state (flag 2);
+    the last piece, started alone by its ticket, must fold them all to its incoming state."""
+    _, mod = _emit(os.path.join(ROOT, "examples", "scans", "linear_scan.scan"), tmp_path)
+    g = torch.Generator().manual_seed(6)
+    N, T, C, BT = 2, 21, 3, 4
+    P = -(-T // BT)
+    a = torch.rand(N * T, C, generator=g)
+    b = torch.randn(N * T, C, generator=g)
+    h0 = torch.randn(N, C, generator=g)
+    # the sequential states, in float64
+    want = torch.empty(N * T, C, dtype=torch.float64)
+    for n in range(N):
+        h = h0[n].double()
+        for t in range(T):
+            h = a[n * T + t].double() * h + b[n * T + t].double()
+            want[n * T + t] = h
+    flags = torch.zeros(N * P, dtype=torch.int32)
+    agg = torch.empty(2, N * P, C)
+    inc = torch.empty(N * P, C)
+    for n in range(N):
+        for p in range(P - 1):
+            rows = range(n * T + p * BT, n * T + min(T, (p + 1) * BT))
+            A, B = torch.ones(C, dtype=torch.float64), torch.zeros(C, dtype=torch.float64)
+            for r in rows:
+                A, B = a[r].double() * A, a[r].double() * B + b[r].double()
+            agg[0, n * P + p], agg[1, n * P + p] = A.float(), B.float()
+            inc[n * P + p] = want[rows[-1]].float()
+            flags[n * P + p] = 2 if p == 0 else 1
+    hs = torch.zeros(N * T, C)
+    ht = torch.zeros(N, C)
+    mod.linear_scan_lookback(a, b, h0, hs, ht, (N, T), BT, 4, 1, ticket=(P - 1) * N,
+                             published=(flags, agg, inc))
+    last = [n * T + r for n in range(N) for r in range((P - 1) * BT, T)]
+    assert _rel_err(hs[last], want[last]) <= TOL
+    assert _rel_err(ht, want[[n * T + T - 1 for n in range(N)]]) <= TOL
+    assert not hs[[r for r in range(N * T) if r not in last]].any()  # only the last pieces ran
+
+
+def test_chunk_parallel_option_is_checked(tmp_path):
+    _, mod = _emit(os.path.join(ROOT, "examples", "scans", "linear_scan.scan"), tmp_path)
+    x = {"a": torch.rand(1, 5, 3), "b": torch.randn(1, 5, 3)}
+    with pytest.raises(ValueError, match="chunk_parallel: got 'lookbak'"):
+        mod.scan(x, {}, {"D": 3}, None, None, chunk_parallel="lookbak")

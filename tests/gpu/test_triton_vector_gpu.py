@@ -81,6 +81,24 @@ def test_chunk_parallel_matches_sequential(name):
     assert _rel(y1, y0) <= 1e-5 and _rel(h1, h0) <= 1e-5
 
 
+@pytest.mark.timeout(300)  # a look-back that never sees its predecessor's flag would spin
+@pytest.mark.parametrize("name", ["linear_scan", "log_scan", "tropical_scan"])
+@pytest.mark.parametrize("B,T,chunk", [(1, 65536, 64), (8, 4095, 16), (3, 1, 64)])
+def test_lookback_matches_sequential(name, B, T, chunk):
+    """The single-pass look-back forward on a GPU, where programs run concurrently and the
+    aggregate-folding path is taken (the interpreter runs them in order)."""
+    mod, tv, g, _, _ = _example_scan(name, 1, seed=2)
+    a = torch.rand(B, T, 64, generator=g).cuda()
+    a = a if name == "linear_scan" else a.log()
+    b = torch.randn(B, T, 64, generator=g).cuda()
+    h0 = (torch.randn(B, 64, generator=g).cuda(),)
+    with torch.no_grad():
+        (y1,), (h1,) = tv.scan({"a": a, "b": b}, {}, mod.dims, h0, None,
+                               chunk_parallel="lookback", chunk_size=chunk)
+        (y0,), (hr,) = tv.scan({"a": a, "b": b}, {}, mod.dims, h0, None, chunk_parallel=False)
+    assert _rel(y1, y0) <= 1e-5 and _rel(h1, hr) <= 1e-5
+
+
 @pytest.mark.parametrize("name", ["linear_scan", "log_scan", "tropical_scan"])
 @pytest.mark.parametrize("packed", [False, True])
 def test_chunk_parallel_backward_matches_sequential(name, packed):

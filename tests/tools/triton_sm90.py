@@ -65,8 +65,8 @@ def record(spec: str, jobs_path: str) -> int:
 
 
 def _chunk_parallel(module, inputs) -> None:
-    """The vector backend's chunk-parallel variant (forward and backward phases), which the
-    interpreter only takes when asked (`chunk_parallel=True`)."""
+    """The vector backend's chunk-parallel variants (forward and backward phases; the
+    look-back forward), which the interpreter only takes when asked (`chunk_parallel=...`)."""
     try:
         tv = importlib.import_module(f"{type(module).__module__}.triton_vector")
     except ImportError:
@@ -76,6 +76,10 @@ def _chunk_parallel(module, inputs) -> None:
     outs, finals = tv.scan(leaves, params, module.dims, None, None, chunk_parallel=True,
                            fused=False)
     sum(o.float().sum() for o in outs + finals).backward()
+    import torch
+
+    with torch.no_grad():  # the single-pass (look-back) forward
+        tv.scan(inputs, params, module.dims, None, None, chunk_parallel="lookback", fused=False)
 
 
 def _signature(jit, values: dict) -> tuple[dict, dict, dict]:
