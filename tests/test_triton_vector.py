@@ -271,12 +271,13 @@ def test_fused_forward_matches_oracle(path, tmp_path):
     inputs, params = _inputs(ir, dims, 2, 29, torch.float64, 4)
     h0 = _states(ir, dims, 2, torch.float64, 5)
     ref, _ = _run(mod, dict(inputs), dict(params), dims, h0, None, oracle=True)
-    with torch.no_grad():
-        outs, finals = mod.scan({k: v.detach().float() for k, v in inputs.items()},
-                                {k: v.detach().float() for k, v in params.items()}, dims,
-                                tuple(h.detach().float() for h in h0), None)
-    for v, r in zip(outs + finals, ref):
-        assert _rel_err(v, r) <= TOL
+    for options in ({}, {"prefetch": True, "vector_width": 2}):
+        with torch.no_grad():
+            outs, finals = mod.scan({k: v.detach().float() for k, v in inputs.items()},
+                                    {k: v.detach().float() for k, v in params.items()}, dims,
+                                    tuple(h.detach().float() for h in h0), None, **options)
+        for v, r in zip(outs + finals, ref):
+            assert _rel_err(v, r) <= TOL
     with torch.no_grad():  # packed sequences through the fused kernel
         cu = torch.tensor([0, 7, 7, 29])
         packed = {k: v[:1].detach().float() for k, v in inputs.items()}
@@ -538,7 +539,8 @@ def test_lookback_folds_published_aggregates(tmp_path):
             flags[n * P + p] = 2 if p == 0 else 1
     hs = torch.zeros(N * T, C)
     ht = torch.zeros(N, C)
-    mod.linear_scan_lookback(a, b, h0, hs, ht, (N, T), BT, 4, 1, ticket=(P - 1) * N,
+    tile = {"BT": BT, "BC": 4, "VEC": 4, "STAGES": 1, "num_warps": 1}
+    mod.linear_scan_lookback(a, b, h0, hs, ht, (N, T), tile, ticket=(P - 1) * N,
                              published=(flags, agg, inc))
     last = [n * T + r for n in range(N) for r in range((P - 1) * BT, T)]
     assert _rel_err(hs[last], want[last]) <= TOL
@@ -551,3 +553,24 @@ def test_chunk_parallel_option_is_checked(tmp_path):
     x = {"a": torch.rand(1, 5, 3), "b": torch.randn(1, 5, 3)}
     with pytest.raises(ValueError, match="chunk_parallel: got 'lookbak'"):
         mod.scan(x, {}, {"D": 3}, None, None, chunk_parallel="lookbak")
+
+
+# Tiling options (docs/triton.md): narrower vectors, prefetching the next chunk and the log
+# semiring's generic combine change how a kernel runs, never what it computes.
+TILINGS = [{"vector_width": 2, "prefetch": True}, {"chunk_size": 8, "prefetch": True},
+           {"prefetch": True, "chunk_parallel": True}, {"log_lowering": False},
+           {"log_lowering": False, "chunk_parallel": True}]
+
+
+@pytest.mark.parametrize("options", TILINGS, ids=lambda o: "-".join(map(str, o.values())))
+@pytest.mark.parametrize("name", ["linear_scan", "log_scan"])
+def test_tiling_options_match_oracle(name, options, tmp_path):
+    ir, mod = _emit(os.path.join(ROOT, "examples", "scans", f"{name}.scan"), tmp_path)
+    _compare(ir, mod, {"D": 3}, B=2, T=19, h0=True, **options)
+
+
+def test_log_lowering_option_is_checked(tmp_path):
+    _, mod = _emit(os.path.join(ROOT, "examples", "scans", "log_scan.scan"), tmp_path)
+    x = {"a": torch.rand(1, 5, 3), "b": torch.randn(1, 5, 3)}
+    with pytest.raises(ValueError, match="log_lowering: got 'no'"):
+        mod.scan(x, {}, {"D": 3}, None, None, log_lowering="no")

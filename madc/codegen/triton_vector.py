@@ -230,8 +230,7 @@ def _fused_for(ir: ScanIR, shape: tuple, channel: str) -> dict:
     static, chunk = [], []
     for p in ir.params:
         static.append(f"s_{p.name} = {_load('p_' + p.name, p.shape, False)}.to(CDT)")
-    for i in ir.inputs:
-        chunk.append(f"v_{i.name} = {_load('p_' + i.name, i.shape, True)}.to(CDT)")
+    loads = [(i.name, _load("p_" + i.name, i.shape, True)) for i in ir.inputs]
     for let in ir.lets:
         var = ("v_" if let.expr.varying else "s_") + let.name
         code = f"{var} = {tp(let.expr)}"
@@ -258,7 +257,8 @@ def _fused_for(ir: ScanIR, shape: tuple, channel: str) -> dict:
     dims = list(shape)
     return {
         "channel": channel, "dims": dims, "pads": [d for d in dims if d != channel],
-        "rank": rank, "static": static, "chunk": chunk, "post": post, "stores": stores,
+        "rank": rank, "static": static, "loads": loads, "chunk": chunk, "post": post,
+        "stores": stores,
         "inputs": [i.name for i in ir.inputs], "params": [p.name for p in ir.params],
         "outputs": [(o.name, [d if isinstance(d, int) else f"dims[{d!r}]" for d in o.expr.shape])
                     for o in ir.outputs],
