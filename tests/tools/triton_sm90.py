@@ -59,6 +59,7 @@ def record(spec: str, jobs_path: str) -> int:
     sum(o.float().sum() for o in out).backward()
     _chunk_parallel(module, inputs)
     jobs = [(path, name, values) for name, (path, values) in sorted(launches.items())]
+    jobs += _tuned_configs(module, launches)
     Path(jobs_path).write_bytes(pickle.dumps(jobs))
     print(f"recorded {len(jobs)} kernel(s)")
     return 0 if jobs else 1
@@ -80,6 +81,29 @@ def _chunk_parallel(module, inputs) -> None:
 
     with torch.no_grad():  # the single-pass (look-back) forward
         tv.scan(inputs, params, module.dims, None, None, chunk_parallel="lookback", fused=False)
+
+
+def _tuned_configs(module, launches: dict) -> list:
+    """A job per autotuned kernel with its first and last configs' meta-parameters over the
+    recorded launch arguments: the interpreter runs the untuned path, and a config's values
+    (a meta-parameter's type, say) must compile too."""
+    import triton
+
+    jobs = []
+    for sub in ("triton_vector", "triton_structured", "triton_attention"):
+        try:
+            mod = importlib.import_module(f"{type(module).__module__}.{sub}")
+        except ImportError:
+            continue
+        for tuned in vars(mod).values():
+            if not isinstance(tuned, triton.runtime.autotuner.Autotuner):
+                continue
+            name = tuned.fn.__name__
+            if name in launches:
+                path, values = launches[name]
+                for cfg in (tuned.configs[0], tuned.configs[-1]):
+                    jobs.append((path, name, values | cfg.kwargs | {"num_warps": cfg.num_warps}))
+    return jobs
 
 
 def _signature(jit, values: dict) -> tuple[dict, dict, dict]:
