@@ -7,7 +7,9 @@ Floors (docs/triton.md):
   backward reads the coefficients, the saved outputs and their gradients, writes input grads).
 * special-function floor (specs whose transition coefficient goes through `exp`): one `exp`
   per state element and token at the exp rate measured in this run.
-Times are medians of `triton.testing.do_bench` on CUDA, of a perf_counter loop elsewhere.
+Times are medians of `triton.testing.do_bench` on CUDA (each call launched from Python, as a
+training loop does), of a perf_counter loop elsewhere; on CUDA the forward is also replayed
+as a CUDA graph (`do_bench_cudagraph`), which leaves the host's launch overhead out.
 Ratios are reported, never asserted.
 """
 
@@ -179,6 +181,15 @@ def run_bench(file: str, shape: str = "", dtype: str = "bf16", backend: str = "t
         entries.append(_entry(name, fwd, fb, note))
 
     both(f"madc {backend}", ours)
+    if device.type == "cuda" and "graph" not in skip:
+        # the forward's device time: replayed as a CUDA graph, the host's launch overhead
+        # (Python, argument binding, several launches) is left out
+        import triton.testing
+
+        with torch.no_grad():
+            fwd = float(triton.testing.do_bench_cudagraph(lambda: ours(**inputs), rep=60))
+        entries.append(_entry(f"madc {backend}, CUDA graph", fwd, None,
+                              "forward device time, no host overhead"))
     if backend == "triton" and "materialised" not in skip and _exp_in_coefficients(ir):
         tv = importlib.import_module(f"{type(ours).__module__}.triton_vector") \
             if hasattr(ours, "dims") else None
