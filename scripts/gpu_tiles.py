@@ -1,0 +1,195 @@
+"""Sweep the vector backend's tiling options on a GPU: one line per (case, tile), side by side
+in one process with the copy bandwidth, so the autotune lists and heuristics of
+`codegen/triton_vector.py.j2` come from measurements (docs/triton.md).
+
+    python3 scripts/gpu_tiles.py PART [PART ...]   # parts: b8 fp32 log bwd b1 lookback host
+
+A tile is `BT,BC,VEC,PREFETCH,WARPS` (the chunk_size, block_channels, vector_width, prefetch
+and num_warps options of the generated `scan`). Times are
+medians of `triton.testing.do_bench` (and `do_bench_cudagraph` where marked `graph`, which
+leaves out the host's launch overhead). A tile that fails to compile or run prints its error.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import sys
+import time
+
+import torch
+import triton
+import triton.testing
+
+import madc
+from madc.bench import _inputs, copy_bandwidth, timer
+
+S = "examples/scans"
+# MADC_TILES_DRY=1: tiny shapes on the CPU under TRITON_INTERPRET=1, to check the script itself
+DRY = os.environ.get("MADC_TILES_DRY") == "1"
+DEVICE = torch.device("cpu" if DRY else "cuda")
+B8 = (1, 40, 64) if DRY else (8, 4096, 4096)
+B1 = (1, 300, 32) if DRY else (1, 65536, 256)
+# (BT, BC, VEC, PREFETCH, WARPS); VEC 0 means BC (natural 16-byte vectors)
+FWD_BF16 = ["8,1024,0,0,4", "8,1024,0,1,4", "16,1024,0,1,4", "32,256,2,0,4", "32,256,2,1,4",
+            "16,256,2,1,4", "16,512,4,0,4", "16,512,4,1,4", "32,512,4,1,4", "32,128,2,1,2",
+            "16,128,2,1,1", "32,64,2,1,1", "64,64,0,1,4", "16,256,0,1,1", "8,256,0,1,1",
+            "32,256,0,1,1", "16,512,0,1,2", "8,512,0,1,2", "64,256,2,1,4"]
+FWD_FP32 = ["32,128,0,0,4", "32,128,0,1,4", "16,128,0,1,4", "32,256,2,1,4", "16,512,0,1,4",
+            "8,512,0,1,4", "16,256,0,1,2", "32,64,0,1,1"]
+LOG_BF16 = ["32,256,2,0,4", "32,256,2,1,4", "16,256,2,1,4", "8,1024,0,1,4", "16,512,4,1,4",
+            "64,64,0,1,4", "32,128,2,1,2"]
+BWD_BF16 = ["32,64,0,0,4", "16,256,2,1,4", "16,512,4,1,4", "8,1024,0,1,4", "32,256,2,1,4",
+            "16,256,0,1,1", "8,512,0,1,2"]
+B1_TILES = ["16,256,2,1,4", "16,256,2,0,4", "32,256,2,1,4", "8,256,2,1,4", "16,128,2,1,2",
+            "32,64,2,1,1", "16,64,2,1,1"]
+LOOKBACK = ["32,256,2,0,4", "16,128,0,0,4", "64,64,0,0,4"]
+
+
+def _options(tile: str) -> dict:
+    bt, bc, vec, pf, w = (int(v) for v in tile.split(","))
+    opts = {"chunk_size": bt, "block_channels": bc, "prefetch": bool(pf), "num_warps": w}
+    if vec:
+        opts["vector_width"] = vec
+    return opts
+
+
+class Case:
+    """One spec, shape and dtype: its generated `scan`, inputs and roofline."""
+
+    def __init__(self, spec, shape, dtype):
+        B, T, D = shape
+        self.mod = madc.load(spec, backend="triton", D=D).to(DEVICE)
+        self.tv = importlib.import_module(f"{type(self.mod).__module__}.triton_vector")
+        self.inputs = _inputs(self.mod, B, T, dtype, DEVICE)
+        self.dims = dict(self.mod.dims)
+        self.leaves = {k: v.clone().requires_grad_(True) for k, v in self.inputs.items()}
+        self.io = sum(x.numel() * x.element_size() for x in self.inputs.values())
+        self.label = f"{spec.rsplit('/', 1)[-1]} {str(dtype)[6:]} B{B} T{T} D{D}"
+
+    def fwd(self, **opts):
+        opts = {"fused": False} | opts
+        with torch.no_grad():
+            return self.tv.scan(self.inputs, {}, self.dims, None, None, **opts)
+
+    def fwdbwd(self, **opts):
+        outs, finals = self.tv.scan(self.leaves, {}, self.dims, None, None, **opts)
+        outs[0].backward(torch.ones_like(outs[0]))
+        for x in self.leaves.values():
+            x.grad = None
+
+
+def sweep(case, tiles, bw, measure, extra=None, fb=False, graph=False):
+    out_bytes = case.io // 2  # one output the size of one input
+    floor_f = (case.io + out_bytes) / bw * 1e3
+    floor_fb = (3 * case.io + 2 * out_bytes) / bw * 1e3
+    print(f"\n## {case.label}  roofline fwd {floor_f:.4f} ms, fwd+bwd {floor_fb:.4f} ms",
+          flush=True)
+    for tile in tiles[:1] if DRY else tiles:
+        opts = _options(tile) | (extra or {})
+        def run(opts=opts):
+            return case.fwd(**opts)
+
+        def run_fb(opts=opts):
+            return case.fwdbwd(**opts)
+        try:
+            t0 = time.time()
+            ms = measure(run)
+            line = f"{tile:>18} {extra or ''} fwd {ms:8.4f} ms ({100 * floor_f / ms:5.1f}%)"
+            if graph and not DRY:
+                g = triton.testing.do_bench_cudagraph(run, rep=60)
+                line += f"  graph {g:8.4f} ms ({100 * floor_f / g:5.1f}%)"
+            if fb:
+                ms2 = measure(run_fb)
+                line += f"  fwd+bwd {ms2:8.4f} ms ({100 * floor_fb / ms2:5.1f}%)"
+            print(line + f"  [{time.time() - t0:.1f} s]", flush=True)
+        except Exception as exc:  # noqa: BLE001 - a failing tile is a result
+            print(f"{tile:>18} {extra or ''} FAILED {type(exc).__name__}: {str(exc)[:200]}",
+                  flush=True)
+
+
+def profile(case, opts, label):
+    """Per-kernel device time of one call (torch.profiler), and the host time per call."""
+    try:
+        _profile(case, opts, label)
+    except Exception as exc:  # noqa: BLE001 - a failing profile is a result
+        print(f"profile {label} FAILED {type(exc).__name__}: {str(exc)[:200]}", flush=True)
+
+
+def _profile(case, opts, label):
+    from torch.profiler import ProfilerActivity
+    from torch.profiler import profile as prof
+
+    if DRY:
+        return
+    for _ in range(3):
+        case.fwd(**opts)
+    torch.cuda.synchronize()
+    with prof(activities=[ProfilerActivity.CUDA]) as p:
+        for _ in range(10):
+            case.fwd(**opts)
+        torch.cuda.synchronize()
+    print(f"\n## profile {label} (10 calls)")
+    for e in p.key_averages():
+        if e.device_time_total > 0:
+            print(f"  {e.key[:60]:60} {e.count:4d} x {e.device_time_total / e.count:9.1f} us")
+    torch.cuda.synchronize()
+    t0 = time.perf_counter()
+    for _ in range(200):
+        case.fwd(**opts)
+    host = (time.perf_counter() - t0) / 200 * 1e6
+    torch.cuda.synchronize()
+    print(f"  host enqueue time per call (no sync): {host:.1f} us")
+
+
+def main(parts):
+    measure = timer(DEVICE)
+    bw = copy_bandwidth(DEVICE, measure)
+    name = "cpu (dry run)" if DRY else torch.cuda.get_device_name()
+    print(f"{name}: copy bandwidth {bw / 1e9:.0f} GB/s")
+    bf16, fp32 = torch.bfloat16, torch.float32
+    if "b8" in parts:
+        case = Case(f"{S}/linear_scan.scan", B8, bf16)
+        sweep(case, FWD_BF16, bw, measure)
+        sweep(case, FWD_BF16[:10], bw, measure, {"fused": "auto"})
+    if "fp32" in parts:
+        sweep(Case(f"{S}/linear_scan.scan", B8, fp32), FWD_FP32, bw, measure)
+    if "log" in parts:
+        case = Case(f"{S}/log_scan.scan", B8, bf16)
+        for lower in (True, False):
+            sweep(case, LOG_BF16, bw, measure, {"log_lowering": lower})
+    if "bwd" in parts:
+        sweep(Case(f"{S}/linear_scan.scan", B8, bf16), BWD_BF16, bw, measure, fb=True)
+    if "b1" in parts:
+        case = Case(f"{S}/linear_scan.scan", B1, bf16)
+        sweep(case, B1_TILES, bw, measure, {"chunk_parallel": True}, fb=True, graph=True)
+        profile(case, {"chunk_parallel": True} | _options(B1_TILES[0]), "B1 three-phase")
+    if "lookback" in parts:
+        for shape in (B1, B8):
+            case = Case(f"{S}/linear_scan.scan", shape, bf16)
+            sweep(case, LOOKBACK, bw, measure, {"chunk_parallel": "lookback"}, graph=True)
+        profile(case, {"chunk_parallel": "lookback"} | _options(LOOKBACK[0]), "B8 look-back")
+    if "host" in parts:
+        host(Case(f"{S}/linear_scan.scan", B1, bf16), {"chunk_parallel": True})
+
+
+def host(case, opts):
+    """Where the host's time per call goes: cProfile of 300 calls, top 25 by own time."""
+    import cProfile
+    import pstats
+
+    for _ in range(5):
+        case.fwd(**opts)
+    torch.cuda.synchronize()
+    prof = cProfile.Profile()
+    prof.enable()
+    for _ in range(300):
+        case.fwd(**opts)
+    prof.disable()
+    torch.cuda.synchronize()
+    print("\n## host profile, 300 calls of the B1 three-phase forward")
+    pstats.Stats(prof, stream=sys.stdout).sort_stats("tottime").print_stats(25)
+
+
+if __name__ == "__main__":
+    main(set(sys.argv[1:]))
