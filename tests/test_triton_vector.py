@@ -563,10 +563,19 @@ TILINGS = [{"vector_width": 2, "prefetch": True}, {"chunk_size": 8, "prefetch": 
 
 
 @pytest.mark.parametrize("options", TILINGS, ids=lambda o: "-".join(map(str, o.values())))
-@pytest.mark.parametrize("name", ["linear_scan", "log_scan"])
+@pytest.mark.parametrize("name", ["linear_scan", "log_scan", "tropical_scan"])
 def test_tiling_options_match_oracle(name, options, tmp_path):
     ir, mod = _emit(os.path.join(ROOT, "examples", "scans", f"{name}.scan"), tmp_path)
     _compare(ir, mod, {"D": 3}, B=2, T=19, h0=True, **options)
+
+
+@pytest.mark.parametrize("name", ["ops/selective_ssm", "ops/log_ssm", "ops/hgrn"])
+def test_prefetch_zoo_packed_matches_oracle(name, tmp_path):
+    """Prefetching forward and backward (each loop loads its next chunk early) on zoo specs,
+    whose adjoints load different rows, over packed sequences with an empty one."""
+    ir, mod = _emit(os.path.join(ROOT, f"{name}.scan"), tmp_path)
+    _compare(ir, mod, _dims(ir), B=1, T=23, h0=True, cu=[0, 9, 9, 23], prefetch=True,
+             chunk_size=4)
 
 
 def test_log_lowering_option_is_checked(tmp_path):
