@@ -583,3 +583,15 @@ def test_log_lowering_option_is_checked(tmp_path):
     x = {"a": torch.rand(1, 5, 3), "b": torch.randn(1, 5, 3)}
     with pytest.raises(ValueError, match="log_lowering: got 'no'"):
         mod.scan(x, {}, {"D": 3}, None, None, log_lowering="no")
+
+
+def test_host_helpers_match_triton(tmp_path):
+    """The emitted module's plain `_cdiv` / `_pow2` (host calls of triton.cdiv and
+    triton.next_power_of_2 cost microseconds each) give Triton's values."""
+    import triton
+
+    _, mod = _emit(os.path.join(ROOT, "examples", "scans", "linear_scan.scan"), tmp_path)
+    for n in range(0, 3000):
+        assert mod._pow2(n) == triton.next_power_of_2(n)
+        for d in (1, 3, 16, 64, 1024):
+            assert mod._cdiv(n, d) == triton.cdiv(n, d)
