@@ -1,0 +1,69 @@
+"""madc's own host time per `scan` call of the vector backend, kernels stubbed out.
+
+    TRITON_INTERPRET=1 python scripts/host_overhead.py [SPEC] [--pieces]
+
+Every Triton kernel and autotuner of the emitted `triton_vector` module is replaced by a
+launcher that does nothing, so what is timed is the Python and torch work around the
+launches (input checks, views, allocations, tiling, piece tables), on this machine's CPU.
+`--pieces` takes the chunk-parallel path (three launches), as B=1 T=65536 does on a GPU.
+Triton's own launch cost is not included: it needs a GPU driver (`scripts/gpu_tiles.py host`
+profiles the whole call on the device).
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import importlib
+import pstats
+import time
+
+import torch
+import triton
+
+import madc
+
+
+class _NoLaunch:
+    """Stands for a kernel or autotuner: `kernel[grid](...)` does nothing."""
+
+    def __getitem__(self, grid):
+        return lambda *args, **kwargs: None
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("spec", nargs="?", default="examples/scans/linear_scan.scan")
+    parser.add_argument("--pieces", action="store_true", help="the chunk-parallel path")
+    parser.add_argument("--calls", type=int, default=2000)
+    args = parser.parse_args()
+    mod = madc.load(args.spec, backend="triton", D=256)
+    tv = importlib.import_module(f"{type(mod).__module__}.triton_vector")
+    kernels = (triton.runtime.jit.JITFunction, triton.runtime.autotuner.Autotuner,
+               triton.runtime.interpreter.InterpretedFunction)
+    for name, value in list(vars(tv).items()):
+        if isinstance(value, kernels):
+            setattr(tv, name, _NoLaunch())
+    heads = (mod.heads,) if mod.heads else ()
+    inputs = {n: torch.rand((1, 65536) + heads + tuple(s), dtype=torch.bfloat16)
+              for n, s in mod.inputs.items()}
+    params = dict(mod.named_parameters())
+    options = {"chunk_parallel": True} if args.pieces else {}
+    with torch.no_grad():
+        for _ in range(50):
+            tv.scan(inputs, params, mod.dims, None, None, **options)
+        t0 = time.perf_counter()
+        for _ in range(args.calls):
+            tv.scan(inputs, params, mod.dims, None, None, **options)
+        per_call = (time.perf_counter() - t0) / args.calls * 1e6
+        print(f"{per_call:.1f} us per scan call, kernels stubbed ({args.spec})")
+        prof = cProfile.Profile()
+        prof.enable()
+        for _ in range(500):
+            tv.scan(inputs, params, mod.dims, None, None, **options)
+        prof.disable()
+    pstats.Stats(prof).sort_stats("tottime").print_stats(12)
+
+
+if __name__ == "__main__":
+    main()
