@@ -25,10 +25,10 @@ S=examples/scans
 PARTS=${PARTS:-vector lookback attention}
 part() { case " $PARTS " in *" $1 "*) return 0 ;; *) return 1 ;; esac; }
 if part vector; then
-    bench $S/linear_scan.scan B=8,T=4096,D=4096 bf16 reference 150
+    bench $S/linear_scan.scan B=8,T=4096,D=4096 bf16 reference 130
     bench $S/linear_scan.scan B=8,T=4096,D=4096 fp32 compile 60
-    bench $S/log_scan.scan B=8,T=4096,D=4096 bf16 compile 130
-    bench $S/tropical_scan.scan B=8,T=4096,D=4096 bf16 compile 80
+    bench $S/log_scan.scan B=8,T=4096,D=4096 bf16 compile 100
+    bench $S/tropical_scan.scan B=8,T=4096,D=4096 bf16 compile 60
     bench ops/selective_ssm.scan B=8,T=4096,D=2048,N=16 bf16 compile 70
     bench $S/linear_scan.scan B=1,T=65536,D=256 bf16 compile,reference 50
 fi

@@ -2,7 +2,7 @@
 in one process with the copy bandwidth, so the autotune lists and heuristics of
 `codegen/triton_vector.py.j2` come from measurements (docs/triton.md).
 
-    python3 scripts/gpu_tiles.py PART [PART ...]   # parts: b8 fp32 log bwd b1 lookback host
+    python3 scripts/gpu_tiles.py PART [PART ...]   # parts: b8 fp32 log bwd bwd2 b1 lookback host ssm
 
 A tile is `BT,BC,VEC,PREFETCH,WARPS` (the chunk_size, block_channels, vector_width, prefetch
 and num_warps options of the generated `scan`). Times are
@@ -39,8 +39,23 @@ FWD_FP32 = ["32,128,0,0,4", "32,128,0,1,4", "16,128,0,1,4", "32,256,2,1,4", "16,
             "8,512,0,1,4", "16,256,0,1,2", "32,64,0,1,1"]
 LOG_BF16 = ["32,256,2,0,4", "32,256,2,1,4", "16,256,2,1,4", "8,1024,0,1,4", "16,512,4,1,4",
             "64,64,0,1,4", "32,128,2,1,2"]
-BWD_BF16 = ["32,64,0,0,4", "16,256,2,1,4", "16,512,4,1,4", "8,1024,0,1,4", "32,256,2,1,4",
-            "16,256,0,1,1", "8,512,0,1,2"]
+BWD_BF16 = ["32,64,0,0,4", "32,64,0,1,4", "16,256,2,0,4", "16,256,2,1,4", "32,128,2,0,2",
+            "32,128,2,1,2", "16,512,4,1,4", "8,1024,0,1,4", "32,256,2,1,4", "16,256,0,1,1",
+            "8,512,0,1,2", "16,128,2,1,1", "32,64,2,1,1"]
+# the backward launcher alone ("tuned": its autotuner), with the forward's default tile
+BWD_ONLY_BF16 = ["tuned", "16,256,2,1,4", "16,256,2,0,4", "8,256,2,1,4", "8,512,4,1,4",
+                 "16,128,2,1,2", "8,128,2,1,2", "8,512,2,1,4", "32,128,2,0,2", "16,512,4,1,4",
+                 "32,64,0,1,4", "8,256,2,1,2", "16,256,2,1,8", "32,256,2,0,8"]
+# the second sweep (after the first put bf16 at 70%): narrower and natural vectors
+BWD_ONLY_BF16_2 = ["tuned", "16,128,2,1,2", "16,128,0,1,4", "16,64,0,1,2", "8,128,0,1,2",
+                   "16,128,2,1,4", "32,128,2,1,4", "16,64,2,1,1", "8,64,2,1,1", "16,128,4,1,2",
+                   "16,256,4,1,4", "8,128,2,1,1", "16,128,2,0,2", "32,128,0,1,4"]
+BWD_ONLY_FP32 = ["tuned", "8,512,4,1,4", "8,256,2,1,4", "16,256,2,0,4", "16,256,2,1,4",
+                 "16,128,0,1,4", "8,128,2,1,2", "8,256,4,1,2", "16,512,4,0,4", "4,512,4,1,4"]
+# the fused rank-3 forward of the selective SSM: BC channels x N state columns per program
+SSM_TILES = ["16,32,0,0,4", "16,32,0,1,4", "8,64,0,1,2", "16,16,0,1,2", "32,16,0,1,4",
+             "16,64,0,1,4", "8,32,0,1,1", "32,32,0,1,4", "16,8,0,1,1", "4,128,0,1,4",
+             "16,32,1,1,4", "16,64,2,1,4"]
 B1_TILES = ["16,256,2,1,4", "16,256,2,0,4", "32,256,2,1,4", "8,256,2,1,4", "16,128,2,1,2",
             "32,64,2,1,1", "16,64,2,1,1"]
 LOOKBACK = ["32,256,2,0,4", "16,128,0,0,4", "64,64,0,0,4"]
@@ -57,24 +72,27 @@ def _options(tile: str) -> dict:
 class Case:
     """One spec, shape and dtype: its generated `scan`, inputs and roofline."""
 
-    def __init__(self, spec, shape, dtype):
+    def __init__(self, spec, shape, dtype, **dims):
         B, T, D = shape
-        self.mod = madc.load(spec, backend="triton", D=D).to(DEVICE)
+        self.mod = madc.load(spec, backend="triton", D=D, **dims).to(DEVICE)
         self.tv = importlib.import_module(f"{type(self.mod).__module__}.triton_vector")
         self.inputs = _inputs(self.mod, B, T, dtype, DEVICE)
         self.dims = dict(self.mod.dims)
         self.leaves = {k: v.clone().requires_grad_(True) for k, v in self.inputs.items()}
         self.io = sum(x.numel() * x.element_size() for x in self.inputs.values())
-        self.label = f"{spec.rsplit('/', 1)[-1]} {str(dtype)[6:]} B{B} T{T} D{D}"
+        self.params = dict(self.mod.named_parameters())
+        self.label = f"{spec.rsplit('/', 1)[-1]} {str(dtype)[6:]} B{B} T{T} D{D} {dims or ''}"
 
     def fwd(self, **opts):
         opts = {"fused": False} | opts
         with torch.no_grad():
-            return self.tv.scan(self.inputs, {}, self.dims, None, None, **opts)
+            return self.tv.scan(self.inputs, self.params, self.dims, None, None, **opts)
 
     def fwdbwd(self, **opts):
-        outs, finals = self.tv.scan(self.leaves, {}, self.dims, None, None, **opts)
-        outs[0].backward(torch.ones_like(outs[0]))
+        outs, finals = self.tv.scan(self.leaves, self.params, self.dims, None, None, **opts)
+        if getattr(self, "ones", None) is None or self.ones.shape != outs[0].shape:
+            self.ones = torch.ones_like(outs[0])  # dL/dy: made once, not timed (as madc bench)
+        outs[0].backward(self.ones)
         for x in self.leaves.values():
             x.grad = None
 
@@ -108,26 +126,49 @@ def sweep(case, tiles, bw, measure, extra=None, fb=False, graph=False):
                   flush=True)
 
 
-def profile(case, opts, label):
-    """Per-kernel device time of one call (torch.profiler), and the host time per call."""
+def sweep_bwd(case, tiles, bw, measure):
+    """The backward launcher alone (dL/dh all ones, no dL/dh_T) against its five arrays."""
+    B, T, C = (next(iter(case.inputs.values())).shape[i] for i in range(3))
+    a, b = (case.inputs[k].reshape(-1, C).contiguous() for k in ("a", "b"))
+    seg, uniform = case.tv._segments((B, T), None, a.device)
+    h0 = torch.zeros(B, C, dtype=torch.float32, device=a.device)
+    hs, _ = getattr(case.tv, "linear_scan_fwd")(a, b, h0, seg, uniform, {})
+    dhs, dht = torch.ones_like(hs), torch.zeros_like(h0)
+    floor = 5 * a.numel() * a.element_size() / bw * 1e3
+    print(f"\n## backward kernel(s) alone, {case.label}  roofline {floor:.4f} ms (5 arrays)",
+          flush=True)
+    bwd = getattr(case.tv, "linear_scan_bwd")
+    for tile in tiles[:1] if DRY else tiles:
+        opts = _options(tile) if tile != "tuned" else {}
+        try:
+            ms = measure(lambda opts=opts: bwd(a, b, h0, hs, seg, uniform, dhs, dht, opts))
+            print(f"{tile:>18} bwd {ms:8.4f} ms ({100 * floor / ms:5.1f}%)", flush=True)
+        except Exception as exc:  # noqa: BLE001 - a failing tile is a result
+            print(f"{tile:>18} FAILED {type(exc).__name__}: {str(exc)[:200]}", flush=True)
+
+
+def profile(case, opts, label, fb=False):
+    """Per-kernel device time of one call (torch.profiler), and the host time per call;
+    `fb`: of a forward+backward."""
     try:
-        _profile(case, opts, label)
+        _profile(case, opts, label, case.fwdbwd if fb else case.fwd)
     except Exception as exc:  # noqa: BLE001 - a failing profile is a result
         print(f"profile {label} FAILED {type(exc).__name__}: {str(exc)[:200]}", flush=True)
 
 
-def _profile(case, opts, label):
+def _profile(case, opts, label, call):
     from torch.profiler import ProfilerActivity
     from torch.profiler import profile as prof
 
     if DRY:
+        call(**opts)
         return
     for _ in range(3):
-        case.fwd(**opts)
+        call(**opts)
     torch.cuda.synchronize()
     with prof(activities=[ProfilerActivity.CUDA]) as p:
         for _ in range(10):
-            case.fwd(**opts)
+            call(**opts)
         torch.cuda.synchronize()
     print(f"\n## profile {label} (10 calls)")
     for e in p.key_averages():
@@ -136,7 +177,7 @@ def _profile(case, opts, label):
     torch.cuda.synchronize()
     t0 = time.perf_counter()
     for _ in range(200):
-        case.fwd(**opts)
+        call(**opts)
     host = (time.perf_counter() - t0) / 200 * 1e6
     torch.cuda.synchronize()
     print(f"  host enqueue time per call (no sync): {host:.1f} us")
@@ -159,7 +200,24 @@ def main(parts):
         for lower in (True, False):
             sweep(case, LOG_BF16, bw, measure, {"log_lowering": lower})
     if "bwd" in parts:
-        sweep(Case(f"{S}/linear_scan.scan", B8, bf16), BWD_BF16, bw, measure, fb=True)
+        sweep_bwd(Case(f"{S}/linear_scan.scan", B8, fp32), BWD_ONLY_FP32, bw, measure)
+        case = Case(f"{S}/linear_scan.scan", B8, bf16)
+        sweep_bwd(case, BWD_ONLY_BF16, bw, measure)
+        sweep(case, BWD_BF16, bw, measure, fb=True)
+        profile(case, {}, "B8 bf16 forward+backward, default (autotuned)", fb=True)
+        profile(case, _options("16,256,2,1,4"), "B8 bf16 forward+backward 16,256,2,1,4",
+                fb=True)
+    if "bwd2" in parts:
+        sweep_bwd(Case(f"{S}/linear_scan.scan", B8, bf16), BWD_ONLY_BF16_2, bw, measure)
+    if "ssm" in parts:
+        shape, n = ((1, 40, 16), 4) if DRY else ((8, 4096, 2048), 16)
+        case = Case("ops/selective_ssm.scan", shape, bf16, N=n)
+        from madc.bench import exp_rate
+        rate = exp_rate(DEVICE, measure)
+        floor = shape[0] * shape[1] * shape[2] * n / rate * 1e3
+        print(f"\n## selective SSM exp floor {floor:.4f} ms ({rate / 1e9:.0f} G exp/s)")
+        sweep(case, SSM_TILES, bw, measure, {"fused": True})
+        profile(case, {"fused": True}, "selective SSM fused, default (autotuned)")
     if "b1" in parts:
         case = Case(f"{S}/linear_scan.scan", B1, bf16)
         sweep(case, B1_TILES, bw, measure, {"chunk_parallel": True}, fb=True, graph=True)

@@ -207,6 +207,40 @@ def test_log_lowering_fallback_for_wide_spread(tmp_path):
     _compare(ir, mod, {"D": 3}, B=1, T=33, inputs={"a": a, "b": b})
 
 
+@pytest.mark.parametrize("options", [{}, {"chunk_parallel": True, "chunk_size": 8}],
+                         ids=["sequential", "chunk-parallel"])
+def test_log_lowering_fixup_redoes_flagged_programs(tmp_path, options):
+    # D = 40 is three channel blocks of 16 in the interpreter: a -inf coefficient in channel 3
+    # and a decay of -30 per step in channel 20 flag two programs, the third keeps the
+    # lowering's result; the fix-up pass must leave every channel exact
+    ir, mod = _emit(os.path.join(ROOT, "examples", "scans", "log_scan.scan"), tmp_path)
+    g = torch.Generator().manual_seed(21)
+    a = -torch.rand(2, 45, 40, generator=g, dtype=torch.float64)
+    a[:, :, 20] = -30.0
+    a[0, 11, 3] = -math.inf
+    b = torch.randn(2, 45, 40, generator=g, dtype=torch.float64)
+    _compare(ir, mod, {"D": 40}, B=2, T=45, h0=True, inputs={"a": a, "b": b}, **options)
+
+
+def test_fused_log_lowering_fixup(tmp_path):
+    # the fused forward of a log-semiring spec: a gate driving one channel's decay to ~-40
+    # per step flags its program only; fused and unfused agree with the oracle
+    ir, mod = _emit(os.path.join(ROOT, "ops", "log_ssm.scan"), tmp_path)
+    assert mod.HAS_FUSED
+    dims = {"D": 40}
+    g = torch.Generator().manual_seed(22)
+    x = torch.randn(2, 37, 40, generator=g, dtype=torch.float64)
+    gate = torch.randn(2, 37, 40, generator=g, dtype=torch.float64)
+    gate[:, :, 25] = -40.0
+    ref, _ = _run(mod, {"x": x.clone(), "g": gate.clone()}, {}, dims, None, None, oracle=True)
+    for fused in (True, False):
+        with torch.no_grad():
+            outs, finals = mod.scan({"x": x.float(), "g": gate.float()}, {}, dims, None, None,
+                                    fused=fused)
+        for v, r in zip(outs + finals, ref):
+            assert _rel_err(v, r) <= TOL
+
+
 def test_initial_state_chaining(tmp_path):
     ir, mod = _emit(os.path.join(ROOT, "ops", "selective_ssm.scan"), tmp_path)
     dims = _dims(ir)

@@ -181,7 +181,7 @@ def constant(value: sympy.Expr) -> float:
 # program's block BC, other dims padded to a power of two (masked in reductions and stores).
 
 _TILE_UNARY = {
-    "exp": "tl.exp({})", "log": "tl.log({})", "sigmoid": "tl.sigmoid({})",
+    "exp": "tl.exp({})", "log": "_log({})", "sigmoid": "tl.sigmoid({})",
     "tanh": "(2.0 * tl.sigmoid(2.0 * {0}) - 1.0)", "relu": "tl.maximum({}, 0.0)",
     "silu": "({0} * tl.sigmoid({0}))", "sqrt": "tl.sqrt({})", "abs": "tl.abs({})",
     "neg": "(-{})", "softplus": "_softplus({})",
@@ -247,6 +247,14 @@ class TilePrinter:
 
     def _print_Call(self, n):
         r = len(n.shape)
+        arg = n.args[0] if n.args else None
+        if n.fn == "exp" and type(arg).__name__ == "Binary" and arg.op == "mul" and (
+                arg.x.varying != arg.y.varying):
+            # exp(varying * static) -> exp2(varying * (static * log2 e)): the static factor
+            # is loop-invariant, so each element costs one multiply, not two, before ex2
+            vary, static = (arg.x, arg.y) if arg.x.varying else (arg.y, arg.x)
+            return (f"tl.exp2({self._op(vary, r)} * ({self._op(static, r)} * "
+                    f"1.4426950408889634))")
         if n.fn in _TILE_UNARY:
             return _TILE_UNARY[n.fn].format(self(n.args[0]))
         if n.fn in ("maximum", "minimum"):

@@ -241,8 +241,14 @@ def _fused_for(ir: ScanIR, shape: tuple, channel: str) -> dict:
     tr = update.transition
     coeff = "ONE" if tr.coeff is None else tp._op(tr.coeff, len(shape))
     inject = "ZERO" if update.inject is None else tp._op(update.inject, len(shape))
-    chunk.append(f"b_a = tl.broadcast_to(({coeff}) + tl.zeros({full}, CDT), {full})")
-    chunk.append(f"b_b = tl.broadcast_to(({inject}) + tl.zeros({full}, CDT), {full})")
+    def tile(var, node, code):
+        # a per-token value of the state's shape is the tile already; anything else (a
+        # constant, a static or lower-rank value) is broadcast by adding zeros
+        if node is not None and node.varying and tuple(node.shape) == tuple(shape):
+            return f"{var} = {code}"
+        return f"{var} = tl.broadcast_to(({code}) + tl.zeros({full}, CDT), {full})"
+    chunk.append(tile("b_a", tr.coeff, coeff))
+    chunk.append(tile("b_b", update.inject, inject))
     post, stores = [], []
     for r in ir.readouts:
         names[r.name] = f"v_r_{r.name}"
@@ -260,11 +266,16 @@ def _fused_for(ir: ScanIR, shape: tuple, channel: str) -> dict:
         "rank": rank, "static": static, "loads": loads, "chunk": chunk, "post": post,
         "stores": stores,
         "inputs": [i.name for i in ir.inputs], "params": [p.name for p in ir.params],
+        # inputs without the channel dim are shared by every channel thread, so each thread
+        # would widen its own copy of every element: they are widened once on the host
+        "wide": [i.name for i in ir.inputs if channel not in i.shape],
         "outputs": [(o.name, [d if isinstance(d, int) else f"dims[{d!r}]" for d in o.expr.shape])
                     for o in ir.outputs],
         "h0_load": h0, "lead": "[None, " + ", ".join([":"] * len(shape)) + "]",
         "first": _place("(o_t == t0)", rank, 0),
-        "last": _place("(o_t == tl.minimum(t0 + BT, eos) - 1)", rank, 0),
+        "valid": _place("(o_t < eos)", rank, 0),
+        "first_r": _place("(o_r == 0)", rank, 0),
+        "last_r": _place("(o_r == BT - 1)", rank, 0),
         "state_mask": " & ".join(_place(f"m_{d}", len(shape), j) for j, d in
                                  enumerate(shape)),
         "state_offs": _state_offs(shape),
