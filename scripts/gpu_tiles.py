@@ -2,7 +2,7 @@
 in one process with the copy bandwidth, so the autotune lists and heuristics of
 `codegen/triton_vector.py.j2` come from measurements (docs/triton.md).
 
-    python3 scripts/gpu_tiles.py PART [PART ...]   # parts: b8 fp32 log bwd bwd2 b1 lookback host ssm
+    python3 scripts/gpu_tiles.py PART [PART ...]  # b8 fp32 log bwd bwd2 b1 lookback host ssm
 
 A tile is `BT,BC,VEC,PREFETCH,WARPS` (the chunk_size, block_channels, vector_width, prefetch
 and num_warps options of the generated `scan`). Times are
@@ -132,12 +132,12 @@ def sweep_bwd(case, tiles, bw, measure):
     a, b = (case.inputs[k].reshape(-1, C).contiguous() for k in ("a", "b"))
     seg, uniform = case.tv._segments((B, T), None, a.device)
     h0 = torch.zeros(B, C, dtype=torch.float32, device=a.device)
-    hs, _ = getattr(case.tv, "linear_scan_fwd")(a, b, h0, seg, uniform, {})
+    hs, _ = case.tv.linear_scan_fwd(a, b, h0, seg, uniform, {})
     dhs, dht = torch.ones_like(hs), torch.zeros_like(h0)
     floor = 5 * a.numel() * a.element_size() / bw * 1e3
     print(f"\n## backward kernel(s) alone, {case.label}  roofline {floor:.4f} ms (5 arrays)",
           flush=True)
-    bwd = getattr(case.tv, "linear_scan_bwd")
+    bwd = case.tv.linear_scan_bwd
     for tile in tiles[:1] if DRY else tiles:
         opts = _options(tile) if tile != "tuned" else {}
         try:
