@@ -272,7 +272,6 @@ def _fused_for(ir: ScanIR, shape: tuple, channel: str) -> dict:
         "outputs": [(o.name, [d if isinstance(d, int) else f"dims[{d!r}]" for d in o.expr.shape])
                     for o in ir.outputs],
         "h0_load": h0, "lead": "[None, " + ", ".join([":"] * len(shape)) + "]",
-        "first": _place("(o_t == t0)", rank, 0),
         "valid": _place("(o_t < eos)", rank, 0),
         "first_r": _place("(o_r == 0)", rank, 0),
         "last_r": _place("(o_r == BT - 1)", rank, 0),
