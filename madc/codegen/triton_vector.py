@@ -261,8 +261,17 @@ def _fused_for(ir: ScanIR, shape: tuple, channel: str) -> dict:
                       f"mask={mask})")
     h0 = _state_load(shape)
     dims = list(shape)
+    # nothing to fuse: no prologue, the inputs are the coefficient and the injected term, and
+    # the outputs are the state itself (the unfused kernels move the same bytes)
+    plain = (not ir.lets and all(x is None or (type(x).__name__ == "Ref" and x.kind == "input")
+                                 for x in (tr.coeff, update.inject))
+             and all(type(r.expr).__name__ == "Ref" and r.expr.kind == "state"
+                     for r in ir.readouts)
+             and all(type(o.expr).__name__ == "Ref" and o.expr.kind in ("readout", "state")
+                     for o in ir.outputs))
     return {
         "channel": channel, "dims": dims, "pads": [d for d in dims if d != channel],
+        "plain": plain,
         "rank": rank, "static": static, "loads": loads, "chunk": chunk, "post": post,
         "stores": stores,
         "inputs": [i.name for i in ir.inputs], "params": [p.name for p in ir.params],
@@ -273,6 +282,7 @@ def _fused_for(ir: ScanIR, shape: tuple, channel: str) -> dict:
                     for o in ir.outputs],
         "h0_load": h0, "lead": "[None, " + ", ".join([":"] * len(shape)) + "]",
         "valid": _place("(o_t < eos)", rank, 0),
+        "last": _place("(o_t == tl.minimum(t0 + BT, eos) - 1)", rank, 0),
         "first_r": _place("(o_r == 0)", rank, 0),
         "last_r": _place("(o_r == BT - 1)", rank, 0),
         "state_mask": " & ".join(_place(f"m_{d}", len(shape), j) for j, d in
