@@ -35,3 +35,28 @@ def test_kernels_compile_for_sm90(spec, tmp_path):
                           capture_output=True, text=True, timeout=600)
     assert comp.returncode == 0, comp.stdout + comp.stderr
     assert comp.stdout.count("ok ") >= 2, comp.stdout
+
+
+def test_ptx_report_backward_scan_stays_in_thread(tmp_path):
+    """The `ptx` mode's report, and what it guards: with the time axis inside a thread (bf16,
+    16x128, 2-element vectors) the vector backward's reverse scan compiles without a single
+    lane shuffle (Triton's `reverse=True` lowering costs 20 per element; docs/triton.md)."""
+    env = os.environ | {"MADC_CACHE_DIR": str(tmp_path / "cache"), "TRITON_INTERPRET": "1"}
+    jobs = tmp_path / "jobs.pkl"
+    spec = REPO / "examples" / "scans" / "linear_scan.scan"
+    rec = subprocess.run([sys.executable, str(TOOL), "record", str(spec), str(jobs)], env=env,
+                         capture_output=True, text=True, timeout=600)
+    assert rec.returncode == 0, rec.stdout + rec.stderr
+    env.pop("TRITON_INTERPRET")
+    tile = ["BT=16", "BC=128", "VEC=2", "PREFETCH=True", "num_warps=2", "C=4096"]
+    bf16 = [f"{p}=@bfloat16" for p in ("p_a", "p_b", "p_hs", "p_dhs", "p_da", "p_db")]
+    out = subprocess.run([sys.executable, str(TOOL), "ptx", str(jobs), "linear_scan_bwd_kernel",
+                          *tile, *bf16], env=env, capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stdout + out.stderr
+    lines = out.stdout.splitlines()
+    assert "registers" in lines[0] and "spill stores" in lines[0], out.stdout
+    assert "PTX instructions: " in lines[1] and "fma" in lines[1], out.stdout
+    assert "shfl" not in lines[1], out.stdout
+    missing = subprocess.run([sys.executable, str(TOOL), "ptx", str(jobs), "no_such_kernel"],
+                             env=env, capture_output=True, text=True, timeout=600)
+    assert missing.returncode == 1 and "not among the recorded" in missing.stdout

@@ -11,11 +11,22 @@ compiler rejects (a non-constexpr global read inside a kernel, say). This tool c
                                              # kernel for GPUTarget("cuda", 90, 32) (PTX+cubin)
 
 `compile` prints one line per kernel and exits 1 if any kernel fails to compile.
+
+    python triton_sm90.py ptx JOBS KERNEL [NAME=VALUE ...]
+                                             # one recorded kernel with meta-parameters or
+                                             # argument dtypes overridden (BT=32, p_a=@bfloat16,
+                                             # num_warps=2), pointers 16-byte aligned as on a
+                                             # GPU: ptxas's registers and spills, then the PTX
+                                             # instructions per source line, most first
+
+The `ptx` mode is how session 6 found the backward's lane shuffles, its spilling tiles and the
+fused selective SSM's instruction count without a GPU (docs/triton.md).
 """
 
 from __future__ import annotations
 
 import importlib
+import os
 import pickle
 import sys
 from pathlib import Path
@@ -157,6 +168,89 @@ def compile_all(jobs_path: str) -> int:
     return 1 if failed else 0
 
 
+def _kernel(path: str, name: str):
+    import triton
+
+    package = Path(path).parent
+    sys.path.insert(0, str(package.parent))
+    kernel = getattr(importlib.import_module(f"{package.name}.{Path(path).stem}"), name)
+    while not isinstance(kernel, triton.runtime.jit.JITFunction):  # autotuner/heuristics
+        kernel = kernel.fn
+    return kernel
+
+
+def ptx_report(jobs_path: str, name: str, overrides: list[str]) -> int:
+    """Compile one recorded kernel for sm_90a with overrides; print ptxas's resource line and
+    the PTX instruction count per kernel source line. 1 if the kernel was not recorded."""
+    import ast
+    import collections
+    import re
+    import subprocess
+    import tempfile
+
+    import triton
+    from triton.backends.compiler import GPUTarget
+    from triton.compiler import ASTSource
+
+    found = [(p, v) for p, n, v in pickle.loads(Path(jobs_path).read_bytes()) if n == name]
+    if not found:
+        print(f"{name}: not among the recorded kernels")
+        return 1
+    path, values = found[0]
+    values = dict(values)
+    for item in overrides:
+        key, _, raw = item.partition("=")
+        values[key] = ("tensor", raw[1:]) if raw.startswith("@") else ast.literal_eval(raw)
+    kernel = _kernel(path, name)
+    signature, constexprs, options = _signature(kernel, values)
+    # a GPU launch specialises 16-byte aligned pointers and integers divisible by 16 (vector
+    # loads need it): override an integer (C=4096) to get the GPU's specialisation
+    attrs = {(i,): [["tt.divisibility", 16]] for i, p in enumerate(kernel.params)
+             if str(signature.get(p.name, "")).startswith("*") or (
+                 signature.get(p.name) in ("i32", "i64") and values.get(p.name) % 16 == 0)}
+    compiled = triton.compile(ASTSource(fn=kernel, signature=signature, constexprs=constexprs,
+                                        attrs=attrs),
+                              target=GPUTarget("cuda", 90, 32), options=options)
+    ptx = compiled.asm["ptx"]
+    ptxas = Path(triton.__file__).parent / "backends" / "nvidia" / "bin" / "ptxas"
+    with tempfile.TemporaryDirectory() as tmp:
+        src = Path(tmp) / "k.ptx"
+        src.write_text(ptx)
+        out = subprocess.run([str(ptxas), "-arch=sm_90a", "-v", str(src), "-o", os.devnull],
+                             capture_output=True, text=True)
+    print(" ".join(line.split("info    : ")[-1] for line in out.stderr.splitlines()
+                   if "Used" in line or "spill" in line) or out.stderr.strip())
+    files, counts, kinds, where = {}, collections.Counter(), {}, None
+    for line in ptx.splitlines():
+        if m := re.match(r'\s*\.file\s+(\d+)\s+"([^"]+)"(?:,\s*"([^"]*)")?', line):
+            files[int(m[1])] = m[2] if m[2].startswith("/") else f"{m[3] or ''}/{m[2]}"
+        elif m := re.match(r"\s*\.loc\s+(\d+)\s+(\d+)", line):
+            where = (int(m[1]), int(m[2]))
+        elif (m := re.match(r"\s+([a-z][\w.]*)", line)) and where:
+            counts[where] += 1
+            kinds.setdefault(where, collections.Counter())[m[1].split(".")[0]] += 1
+    total = collections.Counter()
+    for k in kinds.values():
+        total.update(k)
+    print(f"{sum(counts.values())} PTX instructions: "
+          + ", ".join(f"{k} {v}" for k, v in total.most_common()))
+    sources = {}
+    for (f, n), c in counts.most_common(25):
+        if f not in sources:
+            try:
+                sources[f] = Path(files.get(f, "")).read_text().splitlines()
+            except OSError:
+                sources[f] = []
+        text = sources[f][n - 1].strip()[:80] if n <= len(sources[f]) else files.get(f, "?")
+        top = " ".join(f"{k} {v}" for k, v in kinds[(f, n)].most_common(3))
+        print(f"{c:6d}  {top:32} {n}: {text}")
+    return 0
+
+
 if __name__ == "__main__":
     mode = sys.argv[1]
-    sys.exit(record(*sys.argv[2:4]) if mode == "record" else compile_all(sys.argv[2]))
+    if mode == "record":
+        sys.exit(record(*sys.argv[2:4]))
+    if mode == "ptx":
+        sys.exit(ptx_report(sys.argv[2], sys.argv[3], sys.argv[4:]))
+    sys.exit(compile_all(sys.argv[2]))
