@@ -25,7 +25,10 @@ S=examples/scans
 PARTS=${PARTS:-vector lookback attention}
 part() { case " $PARTS " in *" $1 "*) return 0 ;; *) return 1 ;; esac; }
 if part vector; then
-    bench $S/linear_scan.scan B=8,T=4096,D=4096 bf16 reference 130
+    # torch.compile's first compile at B8 takes the bf16 row past any cap (session 6 lost it):
+    # the headline row skips it, a smaller row keeps the comparison
+    bench $S/linear_scan.scan B=8,T=4096,D=4096 bf16 reference,compile 90
+    bench $S/linear_scan.scan B=2,T=2048,D=1024 bf16 reference 90
     bench $S/linear_scan.scan B=8,T=4096,D=4096 fp32 compile 60
     bench $S/log_scan.scan B=8,T=4096,D=4096 bf16 compile 100
     bench $S/tropical_scan.scan B=8,T=4096,D=4096 bf16 compile 60
