@@ -46,4 +46,8 @@ if part attention; then
     timeout 420 python3 -m madc.bench_attention --json "$LOG/bench_attention.json" 2>&1 \
         | grep -v -i warn | tee "$LOG/bench_attention.log"
 fi
+# the criteria of the vector-state issue, every ratio from this run's JSON files
+if ls "$LOG"/bench/*.json >/dev/null 2>&1; then
+    python3 -m madc.bench_summary "$LOG/bench" | tee "$LOG/summary.txt"
+fi
 tar czf "${OUT:-/tmp}/bench.tgz" -C "$LOG" .

@@ -58,3 +58,32 @@ def test_parse_shape():
     assert parse_shape("B=8,T=4096,D=4096", {"D": 64}) == (8, 4096, {"D": 4096})
     with pytest.raises(ValueError, match="NAME=POSITIVE_INT"):
         parse_shape("T=0", {})
+
+
+def test_summary_compares_runs_of_one_folder(tmp_path, capsys, monkeypatch):
+    from madc import bench_summary
+
+    monkeypatch.setenv("MADC_BENCH_SKIP", "compile,reference")
+    for spec in ("examples/scans/linear_scan.scan", "examples/scans/log_scan.scan"):
+        assert main_bench(_args(tmp_path, spec, "B=1,T=8,D=4")) == 0
+    assert main_bench(_args(tmp_path, "ops/selective_ssm.scan", "B=1,T=4,D=2,N=2")) == 0
+    capsys.readouterr()
+    results = bench_summary.load(tmp_path)
+    by_spec = {r["spec"]: r for r in results}
+    rows = {(case.split()[0], measure): (value, target)
+            for case, measure, value, target in bench_summary.rows(results)}
+    madc_ms = {s: r["entries"][0]["fwd_ms"] for s, r in by_spec.items()}
+    value, target = rows[("log_scan", "forward, time / the real linear scan's")]
+    assert value == pytest.approx(madc_ms["log_scan"] / madc_ms["linear_scan"])
+    assert target == "<= 1.2x"
+    value, target = rows[("linear_scan", "forward, fraction of the I/O roofline")]
+    roof = next(e for e in by_spec["linear_scan"]["entries"] if e["name"].startswith("HBM"))
+    assert value == pytest.approx(roof["fwd_ms"] / madc_ms["linear_scan"])
+    assert target == ">= 70%"  # B = 1: the small-batch long-sequence target
+    assert rows[("log_scan", "forward, fraction of the I/O roofline")][1] == "-"
+    assert ("selective_ssm", "forward, states materialised / fused") in rows
+    assert ("selective_ssm", "forward / its floor (max of exp and I/O)") in rows
+    assert not any(s == "selective_ssm" and "roofline" in m for s, m in rows)
+    assert bench_summary.main([str(tmp_path)]) == 0
+    assert "time / the real linear scan's" in capsys.readouterr().out
+    assert bench_summary.main([str(tmp_path / "empty")]) == 2
