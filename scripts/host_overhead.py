@@ -20,6 +20,7 @@ import time
 
 import torch
 import triton
+import triton.runtime.interpreter
 
 import madc
 
