@@ -33,6 +33,11 @@ def _inputs(mod, B, T, seed=0):
     return out
 
 
+def _flat(outputs, states):
+    """A module's outputs and final states (each a tensor or a tuple) as one list."""
+    return [t for v in (outputs, states) for t in (v if isinstance(v, tuple) else (v,))]
+
+
 @pytest.mark.parametrize("path", SPECS, ids=os.path.basename)
 def test_matches_reference_fp32(path):
     import madc
@@ -49,8 +54,7 @@ def test_matches_reference_fp32(path):
     i32 = {k: v.cuda().float().requires_grad_() for k, v in base.items()}
     yr, sr = ref(**i64, return_state=True)
     yt, st = tri(**i32, return_state=True)
-    flat_r = [t for v in (yr, sr) for t in (v if isinstance(v, tuple) else (v,))]
-    flat_t = [t for v in (yt, st) for t in (v if isinstance(v, tuple) else (v,))]
+    flat_r, flat_t = _flat(yr, sr), _flat(yt, st)
     for a, b in zip(flat_t, flat_r):
         assert _rel(a, b) <= 1e-5
     gr = torch.autograd.grad(sum(x.sum() for x in flat_r), list(i64.values()))
@@ -177,8 +181,7 @@ def test_fused_forward_matches_reference_fp32(path):
     with torch.no_grad():
         yr, sr = ref(**{k: v.cuda().double() for k, v in base.items()}, return_state=True)
         yt, st = tri(**{k: v.cuda().float() for k, v in base.items()}, return_state=True)
-    flat_r = [t for v in (yr, sr) for t in (v if isinstance(v, tuple) else (v,))]
-    flat_t = [t for v in (yt, st) for t in (v if isinstance(v, tuple) else (v,))]
+    flat_r, flat_t = _flat(yr, sr), _flat(yt, st)
     for a, b in zip(flat_t, flat_r):
         assert _rel(a, b) <= 1e-5
 

@@ -151,11 +151,7 @@ def compile_all(jobs_path: str) -> int:
 
     failed = 0
     for path, name, values in pickle.loads(Path(jobs_path).read_bytes()):
-        package = Path(path).parent
-        sys.path.insert(0, str(package.parent))
-        kernel = getattr(importlib.import_module(f"{package.name}.{Path(path).stem}"), name)
-        while not isinstance(kernel, triton.runtime.jit.JITFunction):  # autotuner/heuristics
-            kernel = kernel.fn
+        kernel = _kernel(path, name)
         signature, constexprs, options = _signature(kernel, dict(values))
         try:
             compiled = triton.compile(ASTSource(fn=kernel, signature=signature,
