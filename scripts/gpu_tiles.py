@@ -2,7 +2,7 @@
 in one process with the copy bandwidth, so the autotune lists and heuristics of
 `codegen/triton_vector.py.j2` come from measurements (docs/triton.md).
 
-    python3 scripts/gpu_tiles.py PART [PART ...]  # b8 fp32 log bwd bwd2 b1 lookback host ssm
+    python3 scripts/gpu_tiles.py PART [PART ...]  # b8 fp32 log bwd bwd2 b1 lookback host ssm depth
 
 A tile is `BT,BC,VEC,PREFETCH,WARPS` (the chunk_size, block_channels, vector_width, prefetch
 and num_warps options of the generated `scan`). Times are
@@ -59,11 +59,22 @@ SSM_TILES = ["16,32,0,0,4", "16,32,0,1,4", "8,64,0,1,2", "16,16,0,1,2", "32,16,0
 B1_TILES = ["16,256,2,1,4", "16,256,2,0,4", "32,256,2,1,4", "8,256,2,1,4", "16,128,2,1,2",
             "32,64,2,1,1", "16,64,2,1,1"]
 LOOKBACK = ["32,256,2,0,4", "16,128,0,0,4", "64,64,0,0,4"]
+# session 7: prefetch depth (PREFETCH chunks of reads in flight; ptxas: bf16 forward 32 rows
+# depth 2 254 registers, 16 rows depth 3 166; backward 8 rows depth 3 164, 16 rows depth 2
+# spills 32 bytes)
+DEPTH_FWD_BF16 = ["32,128,2,1,2", "32,128,2,2,2", "16,128,2,2,2", "16,128,2,3,2",
+                  "32,64,2,2,1", "16,64,2,3,1", "16,256,2,3,4", "8,128,2,3,2", "32,256,2,2,4"]
+DEPTH_FWD_FP32 = ["32,128,0,1,4", "16,128,0,2,4", "16,128,0,3,4", "32,128,2,1,2",
+                  "16,128,2,3,2", "32,128,2,2,2", "16,128,4,3,4"]
+DEPTH_LOG_BF16 = ["32,128,2,1,2", "16,128,2,2,2", "16,128,2,3,2", "32,64,2,2,1"]
+DEPTH_BWD_BF16 = ["tuned", "16,128,2,1,2", "16,128,2,2,2", "8,128,2,3,2", "8,128,2,2,2",
+                  "8,64,2,3,1", "16,64,2,2,1", "8,256,2,3,4"]
+DEPTH_BWD_FP32 = ["tuned", "16,128,0,1,4", "16,128,0,2,4", "8,128,0,3,4", "8,128,2,3,2"]
 
 
 def _options(tile: str) -> dict:
     bt, bc, vec, pf, w = (int(v) for v in tile.split(","))
-    opts = {"chunk_size": bt, "block_channels": bc, "prefetch": bool(pf), "num_warps": w}
+    opts = {"chunk_size": bt, "block_channels": bc, "prefetch": pf, "num_warps": w}
     if vec:
         opts["vector_width"] = vec
     return opts
@@ -228,6 +239,14 @@ def main(parts):
             case = Case(f"{S}/linear_scan.scan", shape, bf16)
             sweep(case, LOOKBACK, bw, measure, {"chunk_parallel": "lookback"}, graph=True)
         profile(case, {"chunk_parallel": "lookback"} | _options(LOOKBACK[0]), "B8 look-back")
+    if "depth" in parts:
+        case = Case(f"{S}/linear_scan.scan", B8, bf16)
+        sweep(case, DEPTH_FWD_BF16, bw, measure)
+        sweep_bwd(case, DEPTH_BWD_BF16, bw, measure)
+        fp = Case(f"{S}/linear_scan.scan", B8, fp32)
+        sweep(fp, DEPTH_FWD_FP32, bw, measure)
+        sweep_bwd(fp, DEPTH_BWD_FP32, bw, measure)
+        sweep(Case(f"{S}/log_scan.scan", B8, bf16), DEPTH_LOG_BF16, bw, measure)
     if "host" in parts:
         host(Case(f"{S}/linear_scan.scan", B1, bf16), {"chunk_parallel": True})
 

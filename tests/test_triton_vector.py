@@ -606,6 +606,7 @@ def test_chunk_parallel_option_is_checked(tmp_path):
 # Tiling options (docs/triton.md): narrower vectors, prefetching the next chunk and the log
 # semiring's generic combine change how a kernel runs, never what it computes.
 TILINGS = [{"vector_width": 2, "prefetch": True}, {"chunk_size": 8, "prefetch": True},
+           {"chunk_size": 4, "prefetch": 2}, {"chunk_size": 4, "prefetch": 3},
            {"prefetch": True, "chunk_parallel": True}, {"log_lowering": False},
            {"log_lowering": False, "chunk_parallel": True}]
 
@@ -617,13 +618,23 @@ def test_tiling_options_match_oracle(name, options, tmp_path):
     _compare(ir, mod, {"D": 3}, B=2, T=19, h0=True, **options)
 
 
+@pytest.mark.parametrize("depth", [1, 3])
 @pytest.mark.parametrize("name", ["ops/selective_ssm", "ops/log_ssm", "ops/hgrn"])
-def test_prefetch_zoo_packed_matches_oracle(name, tmp_path):
-    """Prefetching forward and backward (each loop loads its next chunk early) on zoo specs,
-    whose adjoints load different rows, over packed sequences with an empty one."""
+def test_prefetch_zoo_packed_matches_oracle(name, depth, tmp_path):
+    """Prefetching forward and backward (each loop loads its next `depth` chunks early) on zoo
+    specs, whose adjoints load different rows, over packed sequences with an empty one and
+    sequences shorter than the chunks in flight."""
     ir, mod = _emit(os.path.join(ROOT, f"{name}.scan"), tmp_path)
-    _compare(ir, mod, _dims(ir), B=1, T=23, h0=True, cu=[0, 9, 9, 23], prefetch=True,
+    _compare(ir, mod, _dims(ir), B=1, T=23, h0=True, cu=[0, 9, 9, 23], prefetch=depth,
              chunk_size=4)
+
+
+@pytest.mark.parametrize("value", [4, -1, "2", 1.5])
+def test_prefetch_option_is_checked(value, tmp_path):
+    _, mod = _emit(os.path.join(ROOT, "examples", "scans", "linear_scan.scan"), tmp_path)
+    x = {"a": torch.rand(1, 5, 3), "b": torch.randn(1, 5, 3)}
+    with pytest.raises(ValueError, match="prefetch: got"):
+        mod.scan(x, {}, {"D": 3}, None, None, prefetch=value)
 
 
 def test_log_lowering_option_is_checked(tmp_path):

@@ -141,11 +141,14 @@ def test_bf16_linear_scan_large():
 TILINGS = [{"vector_width": 2, "prefetch": True, "chunk_size": 32, "block_channels": 64},
            {"vector_width": 2, "prefetch": True, "chunk_size": 16, "block_channels": 256,
             "chunk_parallel": True},
-           {"log_lowering": False}]
+           {"log_lowering": False},
+           {"vector_width": 2, "prefetch": 3, "chunk_size": 16, "block_channels": 128},
+           {"vector_width": 2, "prefetch": 2, "chunk_size": 32, "block_channels": 64}]
 
 
 @pytest.mark.parametrize("name", ["linear_scan", "log_scan", "tropical_scan"])
-@pytest.mark.parametrize("options", TILINGS, ids=["v2p", "v2p-pieces", "generic"])
+@pytest.mark.parametrize("options", TILINGS, ids=["v2p", "v2p-pieces", "generic", "v2p3",
+                                                  "v2p2"])
 def test_tiling_options_match_default(name, options):
     """Narrow vectors, prefetching and the log semiring's generic combine, compiled:
     outputs, final states and gradients equal the default tile's."""
