@@ -1,0 +1,169 @@
+"""Tile sweep of the GLA attention-form kernels (issue 5): per-kernel times of a few launch
+configurations, then madc against fla `chunk_gla`, forward and forward+backward.
+
+    python scripts/gpu_attention_tiles.py             # on a CUDA machine, < 6 minutes
+    MADC_TILES_DRY=1 python scripts/gpu_attention_tiles.py   # CPU: tiny shapes, interpreter
+
+Each configuration is the emitted `ops/gla.scan` module imported under the environment
+settings of its row (MADC_ATTENTION_FWD_BV, MADC_ATTENTION_STATE_BLOCK, ...: the launch
+constants of `codegen/triton_attention_kernels.j2`). Per-kernel times are CUDA-profiler totals
+over a few calls, divided by the call count; "fwd" and "f+b" are `triton.testing.do_bench`
+medians of the whole call (bf16, B=8, T=4096, H=16, K=V=128, as `madc.bench_attention`).
+Every line is printed as soon as it is measured (JSON), so a capped run keeps what it got;
+fla's forward+backward comes last (its first backward autotunes for minutes).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+DRY = os.environ.get("MADC_TILES_DRY", "0") == "1"
+if DRY:
+    os.environ["TRITON_INTERPRET"] = "1"
+
+import torch  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from madc.bench_attention import load_variant, rel_err  # noqa: E402
+
+SHAPE = (1, 40, 2, 16, 16) if DRY else (8, 4096, 16, 128, 128)
+BUDGET_S = 300  # variants stop here; fla's forward+backward may then run past it
+CONFIGS = [
+    {},  # the defaults
+    {"MADC_ATTENTION_FWD_BV": "64"},
+    {"MADC_ATTENTION_FWD_BV": "64", "MADC_ATTENTION_FWD_WARPS": "8"},
+    {"MADC_ATTENTION_FWD_WARPS": "4"},
+    {"MADC_ATTENTION_STATE_WARPS": "8"},
+    {"MADC_ATTENTION_STATE_BLOCK": "32", "MADC_ATTENTION_STATE_WARPS": "2"},
+    {"MADC_ATTENTION_BWD_WARPS": "4", "MADC_ATTENTION_BWD_DV_WARPS": "4"},
+    {"MADC_ATTENTION_BWD_BV": "128"},
+    {"MADC_ATTENTION_SPLIT": "0"},
+]
+
+
+def _emit(**row):
+    print(json.dumps(row), flush=True)
+
+
+def _inputs(device):
+    B, T, H, K, V = SHAPE
+    gen = torch.Generator(device=device).manual_seed(0)
+    dtype = torch.bfloat16
+    q, k = (torch.randn(B, T, H, K, device=device, generator=gen, dtype=dtype)
+            for _ in range(2))
+    v = torch.randn(B, T, H, V, device=device, generator=gen, dtype=dtype)
+    g = torch.nn.functional.logsigmoid(
+        torch.randn(B, T, H, K, device=device, generator=gen)).to(dtype)
+    do = torch.randn(B, T, H, V, device=device, generator=gen, dtype=dtype)
+    return [x.requires_grad_() for x in (q, k, v, g)], do
+
+
+def _bench(fn, leaves):
+    """Median ms of fn (do_bench); one plain call in the dry run."""
+    if DRY:
+        start = time.perf_counter()
+        fn()
+        return round((time.perf_counter() - start) * 1e3, 1)
+    import triton
+
+    return triton.testing.do_bench(fn, grad_to_none=leaves, return_mode="median")
+
+
+def _per_kernel(fn, calls=5):
+    """kernel name -> mean CUDA ms per call (profiler totals / calls); {} on CPU."""
+    if DRY:
+        fn()
+        return {}
+    from torch.profiler import ProfilerActivity, profile
+
+    fn()
+    torch.cuda.synchronize()
+    with profile(activities=[ProfilerActivity.CUDA]) as prof:
+        for _ in range(calls):
+            fn()
+        torch.cuda.synchronize()
+    times = {}
+    for event in prof.key_averages():
+        total = getattr(event, "device_time_total", None)
+        if total is None:
+            total = event.cuda_time_total
+        if total > 0:
+            times[event.key[:48]] = round(total / 1e3 / calls, 4)
+    return dict(sorted(times.items(), key=lambda kv: -kv[1]))
+
+
+def sweep(leaves, do, scale):
+    """Each configuration: forward and forward+backward times, then per-kernel times."""
+    q, k, v, g = leaves
+    start = time.time()
+    outputs = None
+    for env in CONFIGS:
+        if time.time() - start > BUDGET_S:
+            _emit(config=env, skipped="time budget")
+            continue
+        mod = load_variant("ops/gla.scan", env)
+
+        def fwd(mod=mod):
+            return mod.linear_attention(q, k, v, g, scale=scale)[0]
+
+        def fwdbwd(fwd=fwd):
+            fwd().backward(do)
+
+        try:
+            out = fwd()
+        except Exception as err:  # noqa: BLE001 - a config that does not compile: next
+            _emit(config=env, error=f"{type(err).__name__}: {err}"[:300])
+            continue
+        outputs = out if outputs is None else outputs
+        _emit(config=env, fwd_ms=_bench(fwd, leaves), fwdbwd_ms=_bench(fwdbwd, leaves),
+              err_vs_default=rel_err(out, outputs))
+        _emit(config=env, kernels_fwd=_per_kernel(fwd))
+        _emit(config=env, kernels_fwdbwd=_per_kernel(fwdbwd))
+    return outputs
+
+
+def fla_side(leaves, do, scale, madc_out):
+    """fla chunk_gla on the same tensors: forward, then forward+backward (autotunes)."""
+    try:
+        from fla.ops.gla import chunk_gla
+    except ImportError:
+        _emit(fla="not importable")
+        return
+    q, k, v, g = leaves
+
+    def fwd():
+        return chunk_gla(q, k, v, g, scale=scale)[0]
+
+    def fwdbwd():
+        fwd().backward(do)
+
+    out = fwd()
+    _emit(fla_fwd_ms=_bench(fwd, leaves), err_vs_madc=rel_err(madc_out, out))
+    _emit(fla_kernels_fwd=_per_kernel(fwd))
+    _emit(fla_fwdbwd_ms=_bench(fwdbwd, leaves))
+    _emit(fla_kernels_fwdbwd=_per_kernel(fwdbwd))
+
+
+def main() -> int:
+    """Sweep madc's configurations, then time fla side by side."""
+    if not DRY and not torch.cuda.is_available():
+        print("gpu_attention_tiles: needs CUDA (MADC_TILES_DRY=1 runs a CPU dry run)",
+              file=sys.stderr)
+        return 2
+    device = "cpu" if DRY else "cuda"
+    leaves, do = _inputs(device)
+    scale = SHAPE[3] ** -0.5
+    _emit(shape=dict(zip("BTHKV", SHAPE)), dry=DRY,
+          device=torch.cuda.get_device_name() if not DRY else "cpu")
+    madc_out = sweep(leaves, do, scale)
+    if not DRY:
+        fla_side(leaves, do, scale, madc_out)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
