@@ -2,7 +2,7 @@
 in one process with the copy bandwidth, so the autotune lists and heuristics of
 `codegen/triton_vector.py.j2` come from measurements (docs/triton.md).
 
-    python3 scripts/gpu_tiles.py PART [PART ...]  # b8 fp32 log bwd bwd2 b1 lookback host ssm depth
+    python3 scripts/gpu_tiles.py PART [PART ...]  # b8 fp32 log bwd bwd2 b1 lookback host ssm depth ab v4
 
 A tile is `BT,BC,VEC,PREFETCH,WARPS` (the chunk_size, block_channels, vector_width, prefetch
 and num_warps options of the generated `scan`). Times are
@@ -69,6 +69,13 @@ DEPTH_FWD_FP32 = ["32,128,0,1,4", "16,128,0,2,4", "16,128,0,3,4", "32,128,2,1,2"
 DEPTH_LOG_BF16 = ["32,128,2,1,2", "16,128,2,2,2", "16,128,2,3,2", "32,64,2,2,1"]
 DEPTH_BWD_BF16 = ["tuned", "16,128,2,1,2", "16,128,2,2,2", "8,128,2,3,2", "8,128,2,2,2",
                   "8,64,2,3,1", "16,64,2,2,1", "8,256,2,3,4"]
+# the fused forward (what inference of a real or tropical scan runs) against the unfused one
+AB_BF16 = ["32,128,2,1,2", "32,128,2,2,2", "32,64,2,1,1", "32,64,2,2,1", "16,128,2,2,2",
+           "16,128,2,3,2", "16,64,2,3,1"]
+# 8-byte bf16 vectors (half the threads, twice the bytes per load instruction)
+V4_BF16 = ["32,128,2,2,2", "32,128,4,1,1", "32,128,4,2,1", "16,128,4,3,1", "32,256,4,1,2",
+           "16,256,4,3,2", "32,64,4,2,1"]
+AB_FP32 = ["32,128,0,1,4", "32,128,0,2,4", "16,128,0,2,4", "32,64,0,1,2"]
 DEPTH_BWD_FP32 = ["tuned", "16,128,0,1,4", "16,128,0,2,4", "8,128,0,3,4", "8,128,2,3,2"]
 
 
@@ -247,6 +254,18 @@ def main(parts):
         sweep(fp, DEPTH_FWD_FP32, bw, measure)
         sweep_bwd(fp, DEPTH_BWD_FP32, bw, measure)
         sweep(Case(f"{S}/log_scan.scan", B8, bf16), DEPTH_LOG_BF16, bw, measure)
+    if "v4" in parts:
+        sweep(Case(f"{S}/linear_scan.scan", B8, bf16), V4_BF16, bw, measure)
+    if "ab" in parts:
+        for dtype, tiles in ((bf16, AB_BF16), (fp32, AB_FP32)):
+            case = Case(f"{S}/linear_scan.scan", B8, dtype)
+            sweep(case, tiles, bw, measure)
+            sweep(case, tiles, bw, measure, {"fused": True})
+        case = Case(f"{S}/tropical_scan.scan", B8, bf16)
+        sweep(case, AB_BF16[:4], bw, measure)
+        sweep(case, AB_BF16[:4], bw, measure, {"fused": True})
+        case = Case(f"{S}/log_scan.scan", B8, bf16)
+        sweep(case, DEPTH_LOG_BF16[:2], bw, measure, {"fused": True})
     if "host" in parts:
         host(Case(f"{S}/linear_scan.scan", B1, bf16), {"chunk_parallel": True})
 

@@ -222,18 +222,31 @@ def test_log_lowering_fixup_redoes_flagged_programs(tmp_path, options):
     _compare(ir, mod, {"D": 40}, B=2, T=45, h0=True, inputs={"a": a, "b": b}, **options)
 
 
-def test_plain_log_scan_runs_unfused(tmp_path, monkeypatch):
-    # log_scan has nothing to fuse (inputs are the coefficients, the output is the state):
-    # its inference forward takes the unfused log lowering unless fused=True asks otherwise
-    ir, mod = _emit(os.path.join(ROOT, "examples", "scans", "log_scan.scan"), tmp_path)
+@pytest.mark.parametrize("name", ["log_scan", "linear_scan", "tropical_scan"])
+def test_plain_scan_runs_unfused(name, tmp_path, monkeypatch):
+    # these scans have nothing to fuse (inputs are the coefficients, the output is the
+    # state): their inference forward takes the unfused kernel, measured faster on the GPU,
+    # unless fused=True asks otherwise; a spec with a prologue keeps the fused kernel
+    ir, mod = _emit(os.path.join(ROOT, "examples", "scans", f"{name}.scan"), tmp_path)
     calls = []
-    monkeypatch.setattr(mod, "log_scan_fused_fwd", lambda *a: calls.append(a) or ((), ()))
+    monkeypatch.setattr(mod, f"{name}_fused_fwd", lambda *a: calls.append(a) or ((), ()))
     x = {"a": -torch.rand(1, 9, 4), "b": torch.randn(1, 9, 4)}
     with torch.no_grad():
         (y,), _ = mod.scan(x, {}, {"D": 4}, None, None)
         assert not calls and y.shape == (1, 9, 4)
         mod.scan(x, {}, {"D": 4}, None, None, fused=True)
         assert len(calls) == 1
+
+
+def test_prologue_scan_runs_fused(tmp_path, monkeypatch):
+    ir, mod = _emit(os.path.join(ROOT, "ops", "hgrn.scan"), tmp_path)
+    calls = []
+    monkeypatch.setattr(mod, "hgrn_fused_fwd", lambda *a: calls.append(a) or ((), ()))
+    dims = _dims(ir)
+    inputs, params = _inputs(ir, dims, 1, 9, torch.float32, 3)
+    with torch.no_grad():
+        mod.scan(inputs, params, dims, None, None)
+    assert len(calls) == 1
 
 
 def test_fused_log_lowering_fixup(tmp_path):
@@ -319,7 +332,8 @@ def test_fused_forward_matches_oracle(path, tmp_path):
     inputs, params = _inputs(ir, dims, 2, 29, torch.float64, 4)
     h0 = _states(ir, dims, 2, torch.float64, 5)
     ref, _ = _run(mod, dict(inputs), dict(params), dims, h0, None, oracle=True)
-    for options in ({"fused": True}, {"fused": True, "prefetch": True, "vector_width": 2}):
+    for options in ({"fused": True}, {"fused": True, "prefetch": True, "vector_width": 2},
+                    {"fused": True, "prefetch": 3, "chunk_size": 4}):
         with torch.no_grad():
             outs, finals = mod.scan({k: v.detach().float() for k, v in inputs.items()},
                                     {k: v.detach().float() for k, v in params.items()}, dims,
@@ -329,12 +343,12 @@ def test_fused_forward_matches_oracle(path, tmp_path):
     with torch.no_grad():  # packed sequences through the fused kernel
         cu = torch.tensor([0, 7, 7, 29])
         packed = {k: v[:1].detach().float() for k, v in inputs.items()}
-        outs, finals = mod.scan(packed, {k: v.detach().float() for k, v in params.items()},
-                                dims, None, cu, fused=True)
-        outs2, finals2 = mod.scan(packed, {k: v.detach().float() for k, v in params.items()},
-                                  dims, None, cu, fused=False)
-    for v, r in zip(outs + finals, outs2 + finals2):
-        assert _rel_err(v, r) <= TOL
+        fp = {k: v.detach().float() for k, v in params.items()}
+        outs2, finals2 = mod.scan(packed, fp, dims, None, cu, fused=False)
+        for options in ({}, {"prefetch": 3, "chunk_size": 4}):
+            outs, finals = mod.scan(packed, fp, dims, None, cu, fused=True, **options)
+            for v, r in zip(outs + finals, outs2 + finals2):
+                assert _rel_err(v, r) <= TOL
 
 
 @pytest.mark.parametrize("name", ["linear_scan", "log_scan", "tropical_scan"])
