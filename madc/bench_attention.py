@@ -63,8 +63,8 @@ def _fwd_bwd(fn, leaves, do):
 def load_variant(spec: str, env: dict):
     """The spec's emitted `triton_attention` module imported under extra environment
     settings (e.g. MADC_ATTENTION_SPLIT=0), to time kernel variants side by side."""
+    import importlib.util
     import os
-    import types
 
     from madc.codegen import triton_attention
     from madc.frontend import load_spec
@@ -72,9 +72,14 @@ def load_variant(spec: str, env: dict):
     saved = {k: os.environ.get(k) for k in env}
     os.environ.update(env)
     try:
-        module = types.ModuleType(f"madc_variant_{len(sys.modules)}")
-        exec(compile(triton_attention.emit(load_spec(str(ROOT / spec))), module.__name__,
-                     "exec"), module.__dict__)
+        # from a file: @triton.jit reads its function's source (an exec'd string has none)
+        name = f"madc_variant_{len(sys.modules)}"
+        path = Path(tempfile.mkdtemp(prefix="madc_variant_")) / f"{name}.py"
+        path.write_text(triton_attention.emit(load_spec(str(ROOT / spec))))
+        module_spec = importlib.util.spec_from_file_location(name, path)
+        module = importlib.util.module_from_spec(module_spec)
+        sys.modules[name] = module
+        module_spec.loader.exec_module(module)
     finally:
         for k, v in saved.items():
             if v is None:

@@ -2,7 +2,8 @@
 in one process with the copy bandwidth, so the autotune lists and heuristics of
 `codegen/triton_vector.py.j2` come from measurements (docs/triton.md).
 
-    python3 scripts/gpu_tiles.py PART [PART ...]  # b8 fp32 log bwd bwd2 b1 lookback host ssm depth ab v4
+    python3 scripts/gpu_tiles.py PART [PART ...]
+    # parts: b8 fp32 log bwd bwd2 b1 lookback host ssm depth ab v4 rows
 
 A tile is `BT,BC,VEC,PREFETCH,WARPS` (the chunk_size, block_channels, vector_width, prefetch
 and num_warps options of the generated `scan`). Times are
@@ -254,6 +255,11 @@ def main(parts):
         sweep(fp, DEPTH_FWD_FP32, bw, measure)
         sweep_bwd(fp, DEPTH_BWD_FP32, bw, measure)
         sweep(Case(f"{S}/log_scan.scan", B8, bf16), DEPTH_LOG_BF16, bw, measure)
+    if "rows" in parts:  # every autotune row, unfused and fused (bf16)
+        case = Case(f"{S}/linear_scan.scan", B8, bf16)
+        rows = [",".join(str(v or 0) for v in r) for r in case.tv._FWD_ROWS]
+        sweep(case, rows, bw, measure)
+        sweep(case, rows, bw, measure, {"fused": True})
     if "v4" in parts:
         sweep(Case(f"{S}/linear_scan.scan", B8, bf16), V4_BF16, bw, measure)
     if "ab" in parts:
