@@ -2,6 +2,7 @@
 configurations, then madc against fla `chunk_gla`, forward and forward+backward.
 
     python scripts/gpu_attention_tiles.py             # on a CUDA machine, < 6 minutes
+    python scripts/gpu_attention_tiles.py quick       # the defaults only, then fla
     MADC_TILES_DRY=1 python scripts/gpu_attention_tiles.py   # CPU: tiny shapes, interpreter
 
 Each configuration is the emitted `ops/gla.scan` module imported under the environment
@@ -36,10 +37,10 @@ CONFIGS = [
     {},  # the defaults
     {"MADC_ATTENTION_FWD_BV": "64"},
     {"MADC_ATTENTION_FWD_BV": "64", "MADC_ATTENTION_FWD_WARPS": "8"},
-    {"MADC_ATTENTION_FWD_WARPS": "4"},
+    {"MADC_ATTENTION_FWD_WARPS": "8"},
     {"MADC_ATTENTION_STATE_WARPS": "8"},
     {"MADC_ATTENTION_STATE_BLOCK": "32", "MADC_ATTENTION_STATE_WARPS": "2"},
-    {"MADC_ATTENTION_BWD_WARPS": "4", "MADC_ATTENTION_BWD_DV_WARPS": "4"},
+    {"MADC_ATTENTION_BWD_WARPS": "8", "MADC_ATTENTION_BWD_DV_WARPS": "8"},
     {"MADC_ATTENTION_BWD_BV": "128"},
     {"MADC_ATTENTION_SPLIT": "0"},
 ]
@@ -159,6 +160,8 @@ def main() -> int:
     scale = SHAPE[3] ** -0.5
     _emit(shape=dict(zip("BTHKV", SHAPE)), dry=DRY,
           device=torch.cuda.get_device_name() if not DRY else "cpu")
+    if "quick" in sys.argv[1:]:
+        del CONFIGS[1:]
     madc_out = sweep(leaves, do, scale)
     if not DRY:
         fla_side(leaves, do, scale, madc_out)
