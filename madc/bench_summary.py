@@ -31,6 +31,12 @@ def load(folder: Path) -> list[dict]:
     return [json.loads(p.read_text()) for p in sorted(Path(folder).glob("*.json"))]
 
 
+def _shape(result: dict) -> tuple:
+    """What makes two runs comparable: batch, length, dims and dtype."""
+    return (result["B"], result["T"], json.dumps(result["dims"], sort_keys=True),
+            result["dtype"])
+
+
 def _ratio(num, den):
     return None if num is None or den is None or den <= 0 else num / den
 
@@ -38,8 +44,7 @@ def _ratio(num, den):
 def rows(results: list[dict]) -> list[tuple[str, str, float | None, str]]:
     """(case, measure, value, target) for each criterion the results allow computing."""
     out = []
-    real = {(r["B"], r["T"], json.dumps(r["dims"], sort_keys=True), r["dtype"]): r
-            for r in results if r["spec"] == "linear_scan"}
+    real = {_shape(r): r for r in results if r["spec"] == "linear_scan"}
     for r in results:
         case = f"{r['spec']} {r['dtype']} B{r['B']} T{r['T']} " + ",".join(
             f"{k}={v}" for k, v in r["dims"].items())
@@ -67,7 +72,7 @@ def rows(results: list[dict]) -> list[tuple[str, str, float | None, str]]:
             for key, label in (("fwd_ms", "forward"), ("fwdbwd_ms", "forward+backward")):
                 out.append((case, f"{label}, accelerated-scan time / madc time",
                             _ratio(anchor[key], madc[key]), ">= 1"))
-        twin = real.get((r["B"], r["T"], json.dumps(r["dims"], sort_keys=True), r["dtype"]))
+        twin = real.get(_shape(r))
         if madc and twin is not None and twin is not r:
             base = _entry(twin, "madc triton")
             out.append((case, "forward, time / the real linear scan's", _ratio(

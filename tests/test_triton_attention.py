@@ -334,3 +334,14 @@ def test_log_semiring_minus_inf():
     for name, grad in grads_ref.items():
         assert torch.isfinite(grads[name]).all(), name
         assert _rel(grads[name], grad) <= 1e-4, name
+
+
+@pytest.mark.parametrize("value", ["3", "0", "eight"])
+def test_launch_setting_from_environment_is_checked(value):
+    """A tile sweep's override (MADC_ATTENTION_*) that is not a power of two is refused at
+    import with the variable's name, not at the first launch."""
+    from madc.bench_attention import load_variant
+
+    with pytest.raises(ValueError, match="MADC_ATTENTION_FWD_WARPS: got"):
+        load_variant("ops/gla.scan", {"MADC_ATTENTION_FWD_WARPS": value})
+    assert load_variant("ops/gla.scan", {"MADC_ATTENTION_FWD_WARPS": "8"}).FWD_WARPS == 8

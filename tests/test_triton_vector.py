@@ -223,7 +223,7 @@ def test_log_lowering_fixup_redoes_flagged_programs(tmp_path, options):
 
 
 @pytest.mark.parametrize("name", ["log_scan", "linear_scan", "tropical_scan"])
-def test_plain_log_scan_runs_unfused(name, tmp_path, monkeypatch):
+def test_plain_scan_inference_routing(name, tmp_path, monkeypatch):
     # these scans have nothing to fuse (inputs are the coefficients, the output is the
     # state): the log scan's inference forward takes the unfused log lowering (measured
     # faster on the GPU) unless fused=True or log_lowering=False asks otherwise; the other
