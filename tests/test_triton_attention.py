@@ -213,13 +213,14 @@ def test_exact_states_only_with_gradients():
     q, k = (torch.randn(1, 20, 1, 16, generator=gen).bfloat16() for _ in range(2))
     v = torch.randn(1, 20, 1, 16, generator=gen).bfloat16()
     g = torch.nn.functional.logsigmoid(torch.randn(1, 20, 1, 16, generator=gen))
-    full = kernels.attention_states(q, k, v, g, None, None)
+    G = kernels.attention_log_decays(q, g, None)
+    full = kernels.attention_states(q, k, v, G, None, None)
     assert full.dtype == torch.float32
     for exact in (False, True):
-        _, _, h = kernels.attention_fwd(q, k, v, g, None, None, 0.25, None, exact)
+        _, _, h = kernels.attention_fwd(q, k, v, G, None, None, 0.25, None, exact)
         assert h.dtype == torch.bfloat16
         # unrounded (states_dtype fp32), the exact forward's states are the backward's
-        _, _, h = kernels.attention_fwd(q, k, v, g, None, None, 0.25, None, exact, None,
+        _, _, h = kernels.attention_fwd(q, k, v, G, None, None, 0.25, None, exact, None,
                                         torch.float32)
         assert torch.equal(h, full) == exact
 
