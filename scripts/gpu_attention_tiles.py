@@ -3,6 +3,10 @@ configurations, then madc against fla `chunk_gla`, forward and forward+backward.
 
     python scripts/gpu_attention_tiles.py             # on a CUDA machine, < 6 minutes
     python scripts/gpu_attention_tiles.py quick       # the defaults only, then fla
+    python scripts/gpu_attention_tiles.py 0,3,4       # rows 0, 3 and 4 of CONFIGS, then fla
+    MADC_TILES_SHAPE=2,16384,16,128,128 python scripts/gpu_attention_tiles.py quick
+    MADC_TILES_OP=scalar python scripts/gpu_attention_tiles.py    # per-head decays [B, T, H]
+                                                                  # against chunk_simple_gla
     MADC_TILES_DRY=1 python scripts/gpu_attention_tiles.py   # CPU: tiny shapes, interpreter
 
 Each configuration is the emitted `ops/gla.scan` module imported under the environment
@@ -31,7 +35,21 @@ import torch  # noqa: E402
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from madc.bench_attention import load_variant, rel_err  # noqa: E402
 
+# MADC_TILES_SHAPE=B,T,H,K,V overrides the shape (issue 5 also asks for 2,16384,16,128,128)
 SHAPE = (1, 40, 2, 16, 16) if DRY else (8, 4096, 16, 128, 128)
+# "gla": a log-decay per key channel (g [B, T, H, K], fla chunk_gla); "scalar": one per head
+# and token (g [B, T, H], fla chunk_simple_gla)
+OP = os.environ.get("MADC_TILES_OP", "gla")
+if OP not in ("gla", "scalar"):
+    raise SystemExit(f"MADC_TILES_OP: got {OP!r}, expected gla or scalar")
+if os.environ.get("MADC_TILES_SHAPE"):
+    SHAPE = tuple(int(n) for n in os.environ["MADC_TILES_SHAPE"].split(","))
+    if len(SHAPE) != 5:
+        raise SystemExit(f"MADC_TILES_SHAPE: got {os.environ['MADC_TILES_SHAPE']!r}, "
+                         "expected B,T,H,K,V")
+# MADC_TILES_FWD_ONLY=1: rows other than the defaults time the forward only (each row
+# compiles its own kernels; the backward's take the longest)
+FWD_ONLY = os.environ.get("MADC_TILES_FWD_ONLY", "0") == "1"
 BUDGET_S = 300  # variants stop here; fla's forward+backward may then run past it
 CONFIGS = [
     {},  # the defaults
@@ -57,8 +75,8 @@ def _inputs(device):
     q, k = (torch.randn(B, T, H, K, device=device, generator=gen, dtype=dtype)
             for _ in range(2))
     v = torch.randn(B, T, H, V, device=device, generator=gen, dtype=dtype)
-    g = torch.nn.functional.logsigmoid(
-        torch.randn(B, T, H, K, device=device, generator=gen)).to(dtype)
+    g = torch.nn.functional.logsigmoid(torch.randn(
+        *((B, T, H, K) if OP == "gla" else (B, T, H)), device=device, generator=gen)).to(dtype)
     do = torch.randn(B, T, H, V, device=device, generator=gen, dtype=dtype)
     return [x.requires_grad_() for x in (q, k, v, g)], do
 
@@ -120,24 +138,33 @@ def sweep(leaves, do, scale):
             _emit(config=env, error=f"{type(err).__name__}: {err}"[:300])
             continue
         outputs = out if outputs is None else outputs
-        _emit(config=env, fwd_ms=_bench(fwd, leaves), fwdbwd_ms=_bench(fwdbwd, leaves),
+        with torch.no_grad():  # inference: no gradient to come, the plain recurrence
+            inference = _bench(fwd, leaves)
+        _emit(config=env, fwd_ms=_bench(fwd, leaves), fwd_nograd_ms=inference,
               err_vs_default=rel_err(out, outputs))
         _emit(config=env, kernels_fwd=_per_kernel(fwd))
+        if env and FWD_ONLY:
+            continue
+        _emit(config=env, fwdbwd_ms=_bench(fwdbwd, leaves))
         _emit(config=env, kernels_fwdbwd=_per_kernel(fwdbwd))
     return outputs
 
 
 def fla_side(leaves, do, scale, madc_out):
-    """fla chunk_gla on the same tensors: forward, then forward+backward (autotunes)."""
+    """fla chunk_gla (chunk_simple_gla for scalar decays) on the same tensors: forward,
+    then forward+backward (autotunes)."""
     try:
-        from fla.ops.gla import chunk_gla
+        if OP == "gla":
+            from fla.ops.gla import chunk_gla as op
+        else:
+            from fla.ops.simple_gla import chunk_simple_gla as op
     except ImportError:
         _emit(fla="not importable")
         return
     q, k, v, g = leaves
 
     def fwd():
-        return chunk_gla(q, k, v, g, scale=scale)[0]
+        return op(q, k, v, g=g, scale=scale)[0]
 
     def fwdbwd():
         fwd().backward(do)
@@ -158,10 +185,16 @@ def main() -> int:
     device = "cpu" if DRY else "cuda"
     leaves, do = _inputs(device)
     scale = SHAPE[3] ** -0.5
-    _emit(shape=dict(zip("BTHKV", SHAPE)), dry=DRY,
+    _emit(shape=dict(zip("BTHKV", SHAPE)), op=OP, dry=DRY,
           device=torch.cuda.get_device_name() if not DRY else "cpu")
-    if "quick" in sys.argv[1:]:
-        del CONFIGS[1:]
+    for arg in sys.argv[1:]:
+        if arg == "quick":
+            CONFIGS[:] = CONFIGS[:1]
+        elif all(part.isdigit() for part in arg.split(",")):
+            CONFIGS[:] = [CONFIGS[int(i)] for i in arg.split(",")]
+        else:
+            print(f"gpu_attention_tiles: unknown argument {arg!r}", file=sys.stderr)
+            return 2
     madc_out = sweep(leaves, do, scale)
     if not DRY:
         fla_side(leaves, do, scale, madc_out)
