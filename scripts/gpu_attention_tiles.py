@@ -47,8 +47,8 @@ if os.environ.get("MADC_TILES_SHAPE"):
     if len(SHAPE) != 5:
         raise SystemExit(f"MADC_TILES_SHAPE: got {os.environ['MADC_TILES_SHAPE']!r}, "
                          "expected B,T,H,K,V")
-# MADC_TILES_FWD_ONLY=1: rows other than the defaults time the forward only (each row
-# compiles its own kernels; the backward's take the longest)
+# MADC_TILES_FWD_ONLY=1: forwards only, madc's rows and fla's (the backward's kernels take
+# the longest to compile, fla's to autotune)
 FWD_ONLY = os.environ.get("MADC_TILES_FWD_ONLY", "0") == "1"
 BUDGET_S = 300  # variants stop here; fla's forward+backward may then run past it
 CONFIGS = [
@@ -63,6 +63,7 @@ CONFIGS = [
     {"MADC_ATTENTION_SPLIT": "0"},
     {"MADC_ATTENTION_STATE_STAGES": "3"},
     {"MADC_ATTENTION_STATE_STAGES": "4"},
+    {"MADC_ATTENTION_STATE_NARROW": "0"},
 ]
 
 
@@ -145,7 +146,7 @@ def sweep(leaves, do, scale):
         _emit(config=env, fwd_ms=_bench(fwd, leaves), fwd_nograd_ms=inference,
               err_vs_default=rel_err(out, outputs))
         _emit(config=env, kernels_fwd=_per_kernel(fwd))
-        if env and FWD_ONLY:
+        if FWD_ONLY:
             continue
         _emit(config=env, fwdbwd_ms=_bench(fwdbwd, leaves))
         _emit(config=env, kernels_fwdbwd=_per_kernel(fwdbwd))
@@ -174,6 +175,8 @@ def fla_side(leaves, do, scale, madc_out):
     out = fwd()
     _emit(fla_fwd_ms=_bench(fwd, leaves), err_vs_madc=rel_err(madc_out, out))
     _emit(fla_kernels_fwd=_per_kernel(fwd))
+    if FWD_ONLY:
+        return
     _emit(fla_fwdbwd_ms=_bench(fwdbwd, leaves))
     _emit(fla_kernels_fwdbwd=_per_kernel(fwdbwd))
 

@@ -151,6 +151,24 @@ def test_small_heads_in_padded_tiles(monkeypatch, spec):
     _compare(spec, B=1, T=20, cu=cu, small={"K": 3, "V": 5})
 
 
+@pytest.mark.parametrize("spec", ["ops/gla.scan", "ops/retnet.scan"])
+def test_narrow_state_blocks(monkeypatch, spec):
+    """Few sequences x heads: the recurrences take 32-wide value blocks (STATE_NARROW), here
+    forced by pretending the device has 1000 SMs; outputs and gradients still equal the
+    reference (the adjoint's <dh, h> partial sums then come in two value blocks)."""
+    tri, _ = _modules(spec, {"V": 64})
+    kernels = importlib.import_module(type(tri).__module__ + ".triton_attention")
+    assert kernels._state_blocks(128, 128, 32, 132) == (64, 32)  # B=2, H=16 on an H100
+    assert kernels._state_blocks(128, 128, 128, 132) == (64, 64)  # B=8, H=16
+    assert kernels._state_blocks(128, 128, 32, None) == (64, 64)  # not a GPU
+    monkeypatch.setattr(kernels, "_sm_count", lambda device: 1000)
+    chosen, blocks = [], kernels._state_blocks
+    monkeypatch.setattr(kernels, "_state_blocks",
+                        lambda *args: chosen.append(blocks(*args)) or chosen[-1])
+    _compare(spec, B=1, T=37, small={"V": 64})
+    assert chosen and all(bv == 32 for _, bv in chosen), chosen
+
+
 def test_strong_decay_takes_exact_path():
     """Per-chunk log-decay spans far beyond SPAN_MAX use exact pairwise decays."""
     _compare("ops/gla.scan", log_gate=40.0)
