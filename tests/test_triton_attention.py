@@ -153,11 +153,13 @@ def test_small_heads_in_padded_tiles(monkeypatch, spec):
 
 @pytest.mark.parametrize("spec", ["ops/gla.scan", "ops/retnet.scan"])
 def test_narrow_state_blocks(monkeypatch, spec):
-    """Few sequences x heads: the recurrences take 32-wide value blocks (STATE_NARROW), here
-    forced by pretending the device has 1000 SMs; outputs and gradients still equal the
+    """Few sequences x heads: with STATE_NARROW the recurrences take 32-wide value blocks,
+    here forced by pretending the device has 1000 SMs; outputs and gradients still equal the
     reference (the adjoint's <dh, h> partial sums then come in two value blocks)."""
     tri, _ = _modules(spec, {"V": 64})
     kernels = importlib.import_module(type(tri).__module__ + ".triton_attention")
+    assert not kernels.STATE_NARROW  # off by default (not yet timed on a GPU)
+    monkeypatch.setattr(kernels, "STATE_NARROW", True)
     assert kernels._state_blocks(128, 128, 32, 132) == (64, 32)  # B=2, H=16 on an H100
     assert kernels._state_blocks(128, 128, 128, 132) == (64, 64)  # B=8, H=16
     assert kernels._state_blocks(128, 128, 32, None) == (64, 64)  # not a GPU
