@@ -64,6 +64,8 @@ CONFIGS = [
     {"MADC_ATTENTION_STATE_STAGES": "3"},
     {"MADC_ATTENTION_STATE_STAGES": "4"},
     {"MADC_ATTENTION_STATE_NARROW": "1"},
+    # all of K per recurrence program: 4 warps spill there (sm_90 ptxas), 8 do not
+    {"MADC_ATTENTION_STATE_BK": "128", "MADC_ATTENTION_STATE_WARPS": "8"},
 ]
 
 

@@ -134,9 +134,16 @@ def test_lengths(T):
     _compare("ops/retnet.scan", B=1, T=T)
 
 
-def test_key_blocks():
-    """K wider than the state kernel's key block (80 = 64 + a masked 16)."""
-    _compare("ops/gla.scan", B=1, T=20, small={"K": 80})
+@pytest.mark.parametrize("spec", ["ops/gla.scan", "ops/retnet.scan"])
+@pytest.mark.parametrize("block_k", [64, 128])
+def test_key_blocks(monkeypatch, spec, block_k):
+    """K wider than the state kernels' key block (80 = 64 + a masked 16), or all of K in one
+    block (MADC_ATTENTION_STATE_BK=128)."""
+    tri, _ = _modules(spec, {"K": 80})
+    kernels = importlib.import_module(type(tri).__module__ + ".triton_attention")
+    monkeypatch.setattr(kernels, "STATE_BLOCK_K", block_k)
+    assert kernels._state_blocks(80, 16) == (block_k, 16)
+    _compare(spec, B=1, T=20, small={"K": 80})
 
 
 @pytest.mark.parametrize("spec", ["ops/gla.scan", "ops/retnet.scan"])
