@@ -373,3 +373,20 @@ def test_launch_setting_from_environment_is_checked(value):
     with pytest.raises(ValueError, match="MADC_ATTENTION_FWD_WARPS: got"):
         load_variant("ops/gla.scan", {"MADC_ATTENTION_FWD_WARPS": value})
     assert load_variant("ops/gla.scan", {"MADC_ATTENTION_FWD_WARPS": "8"}).FWD_WARPS == 8
+
+
+def test_state_stages_take_any_positive_integer():
+    """MADC_ATTENTION_STATE_STAGES is a pipeline depth, not a tile width: 3 is accepted (a
+    power-of-two check refused it once), 0 and words are not; only pipelined launches take
+    it (the interpreter's and _first_fit's unpipelined options stay as they are)."""
+    from madc.bench_attention import load_variant
+
+    module = load_variant("ops/gla.scan", {"MADC_ATTENTION_STATE_STAGES": "3"})
+    assert module.STATE_STAGES == 3
+    assert module._state_stages({"num_stages": 2, "num_warps": 4}) == {"num_stages": 3,
+                                                                       "num_warps": 4}
+    assert module._state_stages({"num_stages": 1}) == {"num_stages": 1}
+    assert module._state_stages({}) == {}
+    for value in ("0", "two"):
+        with pytest.raises(ValueError, match="STATE_STAGES: got .* a positive integer"):
+            load_variant("ops/gla.scan", {"MADC_ATTENTION_STATE_STAGES": value})
