@@ -4,6 +4,8 @@ configurations, then madc against fla `chunk_gla`, forward and forward+backward.
     python scripts/gpu_attention_tiles.py             # on a CUDA machine, < 6 minutes
     python scripts/gpu_attention_tiles.py quick       # the defaults only, then fla
     python scripts/gpu_attention_tiles.py 0,3,4       # rows 0, 3 and 4 of CONFIGS, then fla
+    python scripts/gpu_attention_tiles.py 0 STATE_BLOCK=32:STATE_WARPS=2
+                                      # row 0, then a row of MADC_ATTENTION_* settings
     MADC_TILES_SHAPE=2,16384,16,128,128 python scripts/gpu_attention_tiles.py quick
     MADC_TILES_OP=scalar python scripts/gpu_attention_tiles.py    # per-head decays [B, T, H]
                                                                   # against chunk_simple_gla
@@ -194,14 +196,20 @@ def main() -> int:
     scale = SHAPE[3] ** -0.5
     _emit(shape=dict(zip("BTHKV", SHAPE)), op=OP, dry=DRY,
           device=torch.cuda.get_device_name() if not DRY else "cpu")
+    rows = []
     for arg in sys.argv[1:]:
         if arg == "quick":
-            CONFIGS[:] = CONFIGS[:1]
+            rows.append(CONFIGS[0])
         elif all(part.isdigit() for part in arg.split(",")):
-            CONFIGS[:] = [CONFIGS[int(i)] for i in arg.split(",")]
+            rows += [CONFIGS[int(i)] for i in arg.split(",")]
+        elif all("=" in part for part in arg.split(":")):
+            rows.append({f"MADC_ATTENTION_{part.split('=')[0]}": part.split("=", 1)[1]
+                         for part in arg.split(":")})
         else:
             print(f"gpu_attention_tiles: unknown argument {arg!r}", file=sys.stderr)
             return 2
+    if rows:
+        CONFIGS[:] = rows
     madc_out = sweep(leaves, do, scale)
     if not DRY:
         fla_side(leaves, do, scale, madc_out)

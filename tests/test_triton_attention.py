@@ -390,3 +390,24 @@ def test_state_stages_take_any_positive_integer():
     for value in ("0", "two"):
         with pytest.raises(ValueError, match="STATE_STAGES: got .* a positive integer"):
             load_variant("ops/gla.scan", {"MADC_ATTENTION_STATE_STAGES": value})
+
+
+def test_scalar_decay_launch_settings():
+    """Settings whose best value differs by decay kind are pairs indexed by "the decay is
+    scalar": the scalar value comes from MADC_ATTENTION_SCALAR_<name>, else the plain
+    variable (a sweep of one kind sets that), else its own default."""
+    from madc.bench_attention import load_variant
+
+    module = load_variant("ops/gla.scan", {})
+    assert module.FWD_BLOCK_V == (128, 64) and module.STATE_MAXNREG == (0, 128)
+    assert load_variant("ops/gla.scan", {"MADC_ATTENTION_FWD_BV": "32"}).FWD_BLOCK_V == (32, 32)
+    module = load_variant("ops/gla.scan", {"MADC_ATTENTION_SCALAR_FWD_BV": "128",
+                                           "MADC_ATTENTION_STATE_MAXNREG": "0"})
+    assert module.FWD_BLOCK_V == (128, 128) and module.STATE_MAXNREG == (0, 0)
+    # a register cap goes to compiled launches only: the interpreter takes no launch options
+    assert module._maxnreg({"num_warps": 4}, 128) == {"maxnreg": 128}
+    assert module._maxnreg({}, 128) == {} and module._maxnreg({"num_warps": 4}, 0) == {}
+    for name, value in (("SCALAR_FWD_BV", "48"), ("STATE_MAXNREG", "-1"),
+                        ("SCALAR_STATE_MAXNREG", "many")):
+        with pytest.raises(ValueError, match=f"MADC_ATTENTION_{name}: got"):
+            load_variant("ops/gla.scan", {f"MADC_ATTENTION_{name}": value})
