@@ -382,7 +382,7 @@ def test_state_stages_take_any_positive_integer():
     from madc.bench_attention import load_variant
 
     module = load_variant("ops/gla.scan", {"MADC_ATTENTION_STATE_STAGES": "3"})
-    assert module.STATE_STAGES == 3
+    assert module.STATE_STAGES == (3, 3)  # both decay kinds
     assert module._state_stages({"num_stages": 2, "num_warps": 4}) == {"num_stages": 3,
                                                                        "num_warps": 4}
     assert module._state_stages({"num_stages": 1}) == {"num_stages": 1}
