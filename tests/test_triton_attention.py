@@ -411,3 +411,18 @@ def test_scalar_decay_launch_settings():
                         ("SCALAR_STATE_MAXNREG", "many")):
         with pytest.raises(ValueError, match=f"MADC_ATTENTION_{name}: got"):
             load_variant("ops/gla.scan", {f"MADC_ATTENTION_{name}": value})
+
+
+def test_recurrence_warps_follow_the_program_count():
+    """Under two recurrence programs per SM (B=2, H=16, K=V=128: 128 programs on 132 SMs) the
+    recurrences take STATE_FEW_WARPS, else STATE_WARPS; off a GPU (no SM count) the latter."""
+    from madc.bench_attention import load_variant
+
+    module = load_variant("ops/gla.scan", {})
+    assert (module.STATE_WARPS, module.STATE_FEW_WARPS) == (4, 8)
+    assert module._state_warps(128, 132) == 8 and module._state_warps(263, 132) == 8
+    assert module._state_warps(264, 132) == 4 and module._state_warps(512, 132) == 4
+    assert module._state_warps(128, None) == 4
+    assert module.STATE_STAGES == (3, 2)  # vector decays, scalar decays
+    assert module._state_stages({"num_stages": 2}, scalar=True) == {"num_stages": 2}
+    assert module._state_stages({"num_stages": 2}) == {"num_stages": 3}
