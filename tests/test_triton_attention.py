@@ -426,3 +426,41 @@ def test_recurrence_warps_follow_the_program_count():
     assert module.STATE_STAGES == (3, 2)  # vector decays, scalar decays
     assert module._state_stages({"num_stages": 2}, scalar=True) == {"num_stages": 2}
     assert module._state_stages({"num_stages": 2}) == {"num_stages": 3}
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float32])
+@pytest.mark.parametrize("scalar", [True, False])
+def test_fused_forward_equals_two_kernels(monkeypatch, dtype, scalar):
+    """The one-kernel forward (FUSED_FWD) computes the outputs and final state of the
+    two-kernel forward (state recurrence, then outputs) without writing the per-chunk states:
+    both decay kinds, the exact and the rounded recurrence, an initial state, packed sequences
+    (one empty, one shorter than a chunk) and a partial last chunk."""
+    package, _ = load_package(str(ROOT / "ops/gla.scan"))
+    kernels = importlib.import_module(package.__name__ + ".triton_attention")
+    gen = torch.Generator().manual_seed(5)
+    q, k, v = (torch.randn(1, 45, 2, 32, generator=gen).to(dtype) for _ in range(3))
+    g = torch.nn.functional.logsigmoid(torch.randn(1, 45, 2, *(() if scalar else (32,)),
+                                                   generator=gen))
+    h0 = torch.randn(3, 2, 32, 32, generator=gen)
+    cu = torch.tensor([0, 7, 7, 45], dtype=torch.int32)
+    calls = []
+    for cu_seqlens, init in ((None, None), (cu, h0)):
+        batch = slice(None) if cu_seqlens is not None else slice(0, 1)
+        G = kernels.attention_log_decays(q, g, cu_seqlens)
+        for exact in (False, True):
+            runs = []
+            for fused in ((0, 0), (1, 1)):
+                monkeypatch.setattr(kernels, "FUSED_FWD", fused)
+                o, ht, h = kernels.attention_fwd(q, k, v, G, None if init is None else
+                                                 init[batch], cu_seqlens, 0.25, None, exact,
+                                                 keep_states=False)
+                calls.append(h is None)
+                runs.append((o, ht))
+            (o2, ht2), (o1, ht1) = runs
+            assert o1.dtype == dtype and ht1.dtype == torch.float32
+            torch.testing.assert_close(o1, o2, rtol=1e-6, atol=1e-6)
+            torch.testing.assert_close(ht1, ht2, rtol=1e-6, atol=1e-6)
+    # h is None exactly when the fused kernel ran; keep_states=True always returns h
+    assert calls == [False, True] * 4
+    monkeypatch.setattr(kernels, "FUSED_FWD", (1, 1))
+    assert kernels.attention_fwd(q, k, v, G, h0, cu, 0.25)[2] is not None
