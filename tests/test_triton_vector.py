@@ -660,3 +660,111 @@ def test_host_helpers_match_triton(tmp_path):
         assert mod._pow2(n) == triton.next_power_of_2(n)
         for d in (1, 3, 16, 64, 1024):
             assert mod._cdiv(n, d) == triton.cdiv(n, d)
+
+
+def _count_log_launches(mod, monkeypatch):
+    """Record the launches of the unfused log forward kernel and, per `_fwd_rows` walk inside
+    it, whether it ran the lowering (True) or the generic combine's redo (False)."""
+    launches, walks = [], []
+    kernel, rows = mod.log_scan_fwd_kernel, mod._fwd_rows
+
+    class Counted:
+        def __getitem__(self, grid):
+            launches.append(grid)
+            return kernel[grid]
+
+    def counted_rows(*args):
+        lower = args[-1]
+        walks.append(bool(getattr(lower, "value", lower)))
+        return rows(*args)
+
+    monkeypatch.setattr(mod, "log_scan_fwd_kernel", Counted())
+    monkeypatch.setattr(mod, "_fwd_rows", counted_rows)
+    return launches, walks
+
+
+def test_log_lowering_redoes_flagged_programs_in_its_launch(tmp_path, monkeypatch):
+    # session 10: the unfused forward redoes the programs the lowering flags inside the same
+    # launch (no FIXUP launch). D = 40 is three channel blocks of 16 in the interpreter; a
+    # -inf coefficient in channel 3 of sequence 0 and a decay of -30 per step in channel 20
+    # flag (block 0, seq 0), (block 1, seq 0) and (block 1, seq 1): three redos, not six
+    ir, mod = _emit(os.path.join(ROOT, "examples", "scans", "log_scan.scan"), tmp_path)
+    launches, walks = _count_log_launches(mod, monkeypatch)
+    g = torch.Generator().manual_seed(21)
+    a = -torch.rand(2, 45, 40, generator=g, dtype=torch.float64)
+    a[:, :, 20] = -30.0
+    a[0, 11, 3] = -math.inf
+    b = torch.randn(2, 45, 40, generator=g, dtype=torch.float64)
+    _compare(ir, mod, {"D": 40}, B=2, T=45, h0=True, inputs={"a": a, "b": b})
+    assert launches == [(3, 2)]
+    assert walks.count(True) == 6 and walks.count(False) == 3
+
+
+def test_log_lowering_keeps_wide_but_representable_chunks(tmp_path, monkeypatch):
+    # the lowering's range test is the last row of S (the chunk's terms over its first one,
+    # plus the state's): decays of -2.5 per step (terms spanning ~e^40 in a 16-row chunk), an
+    # initial state far above or below the chunk's terms and -inf injections inside a chunk
+    # stay on the lowering (no redo) and exact
+    ir, mod = _emit(os.path.join(ROOT, "examples", "scans", "log_scan.scan"), tmp_path)
+    launches, walks = _count_log_launches(mod, monkeypatch)
+    g = torch.Generator().manual_seed(23)
+    a = -torch.rand(2, 45, 20, generator=g, dtype=torch.float64)
+    a[:, :, :4] = -2.5
+    b = torch.randn(2, 45, 20, generator=g, dtype=torch.float64)
+    b[:, 1::5, 8:12] = -math.inf
+    b[:, :, 12:16] += 30.0
+    _compare(ir, mod, {"D": 20}, B=2, T=45, h0=True, inputs={"a": a, "b": b})
+    assert len(launches) == 1 and walks == [True] * 4
+
+
+# the state's channel dim second ([N, D]): the framed loads/stores of channel-only inputs and
+# outputs (`_frame_load`) then put the channel on tile axis 2 and sum the size-1 axis 1 away
+SSM_ND = """scan ssm_nd
+dims D = 32, N = 8
+semiring real
+input  x  : [D]
+input  dt : [D]
+input  B  : [N]
+input  C  : [N]
+param  A_log : [N, D]  init 0
+let delta = softplus(dt)
+let a = exp(delta[None, :] * (-exp(A_log)))
+let b = B[:, None] * (delta * x)[None, :]
+state h : [N, D]
+h = a * h + b
+readout yh = sum(h * C[:, None], axis=0)
+output y = yh + x
+"""
+
+
+def test_fused_channel_second_matches_oracle(tmp_path):
+    spec = tmp_path / "ssm_nd.scan"
+    spec.write_text(SSM_ND)
+    ir, mod = _emit(str(spec), tmp_path)
+    assert mod is not None and mod.HAS_FUSED
+    src = (tmp_path / "tv_ssm_nd.py").read_text()
+    assert "tl.permute(tl.load(p_x + o_t[None, None, :] * (n_D) + o_D[:, None, None]" in src
+    dims = _dims(ir)
+    inputs, params = _inputs(ir, dims, 2, 13, torch.float64, 4)
+    h0 = _states(ir, dims, 2, torch.float64, 5)
+    ref, _ = _run(mod, dict(inputs), dict(params), dims, h0, None, oracle=True)
+    for options in ({"fused": True}, {"fused": True, "chunk_size": 4, "block_channels": 4}):
+        with torch.no_grad():
+            outs, finals = mod.scan({k: v.detach().float() for k, v in inputs.items()},
+                                    {k: v.detach().float() for k, v in params.items()}, dims,
+                                    tuple(h.detach().float() for h in h0), None, **options)
+        for v, r in zip(outs + finals, ref):
+            assert _rel_err(v, r) <= TOL
+
+
+def test_log_lowering_flags_overflow_in_a_last_chunk(tmp_path):
+    # decays of -30 per step only in the last (partial) chunk: no coefficient is -inf and the
+    # carried state is finite, so only the range test on S (its sum overflows there) flags
+    # the program; earlier chunks' overflows also poison the next chunk's state, this one's
+    # would reach only the outputs
+    ir, mod = _emit(os.path.join(ROOT, "examples", "scans", "log_scan.scan"), tmp_path)
+    g = torch.Generator().manual_seed(24)
+    a = -torch.rand(1, 40, 3, generator=g, dtype=torch.float64)
+    a[:, 32:, :2] = -30.0
+    b = torch.randn(1, 40, 3, generator=g, dtype=torch.float64)
+    _compare(ir, mod, {"D": 3}, B=1, T=40, h0=True, inputs={"a": a, "b": b})
