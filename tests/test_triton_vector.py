@@ -768,3 +768,92 @@ def test_log_lowering_flags_overflow_in_a_last_chunk(tmp_path):
     a[:, 32:, :2] = -30.0
     b = torch.randn(1, 40, 3, generator=g, dtype=torch.float64)
     _compare(ir, mod, {"D": 3}, B=1, T=40, h0=True, inputs={"a": a, "b": b})
+
+
+# Session 10, addresses and masks (docs/triton.md): the forward, fused and backward kernels
+# walk a sequence in a steady loop without row masks (every chunk whose rows, and the rows it
+# prefetches, are inside the sequence), then the remaining chunks with them; EVEN drops the
+# channel masks when C % BC == 0, and ROW (C as a constexpr) makes the row offsets constants.
+@pytest.mark.parametrize("D", [32, 40])  # 16-channel interpreter blocks: EVEN, and not
+@pytest.mark.parametrize("depth", [0, 1, 2, 3])
+@pytest.mark.parametrize("name", ["linear_scan", "log_scan", "tropical_scan"])
+def test_steady_and_tail_loops_match_oracle(name, depth, D, tmp_path):
+    """Packed sequences of 33, 0, 37 and 4 rows in chunks of 4: each long one runs several
+    steady chunks (forward and backward) then its tail, the short one only masked chunks;
+    fused and unfused forward, and the backward."""
+    ir, mod = _emit(os.path.join(ROOT, "examples", "scans", f"{name}.scan"), tmp_path)
+    for fused in (True, False):
+        _compare(ir, mod, {"D": D}, B=1, T=74, h0=True, cu=[0, 33, 33, 70, 74],
+                 chunk_size=4, prefetch=depth, fused=fused)
+
+
+def _raw_forward(mod, name, a, b, h0, seg, row, even, tile):
+    hs, ht = torch.empty_like(a), torch.empty_like(h0)
+    C = a.shape[1]
+    getattr(mod, f"{name}_fwd_kernel")[(mod._cdiv(C, tile["BC"]), seg.numel() - 1)](
+        a, b, h0, hs, ht, seg, C, **tile, LOWER=mod._lower({}), EVEN=even, ROW=row)
+    return hs, ht
+
+
+@pytest.mark.parametrize("name", ["linear_scan", "log_scan"])
+def test_row_constexpr_matches_runtime_strides(name, tmp_path):
+    """ROW=C (constant row offsets) and ROW=0 (the runtime-stride form) give the same bits,
+    and EVEN=False (channel masks) matches EVEN=True where C % BC == 0, and the states are
+    the recurrence's (checked: ROW=C + 1 reads past the arrays and crashes the interpreter)."""
+    _, mod = _emit(os.path.join(ROOT, "examples", "scans", f"{name}.scan"), tmp_path)
+    g = torch.Generator().manual_seed(5)
+    C = 32
+    a = -torch.rand(45, C, generator=g) if name == "log_scan" else torch.rand(45, C, generator=g)
+    b = torch.randn(45, C, generator=g)
+    seg = torch.tensor([0, 21, 21, 45])
+    h0 = torch.randn(3, C, generator=g)
+    tile = {"BT": 4, "BC": 16, "VEC": 16, "PREFETCH": 2, "num_warps": 1}
+    want = _raw_forward(mod, name, a, b, h0, seg, 0, False, tile)
+    for row, even in ((C, True), (C, False), (0, True)):
+        got = _raw_forward(mod, name, a, b, h0, seg, row, even, tile)
+        for x, y in zip(got, want):
+            assert torch.equal(x, y), (row, even)
+    # the reference itself is right: the state sequence of the scan, row by row
+    h = h0.clone()
+    for n in range(3):
+        for t in range(int(seg[n]), int(seg[n + 1])):
+            h[n] = (torch.logaddexp(a[t] + h[n], b[t]) if name == "log_scan"
+                    else a[t] * h[n] + b[t])
+            assert torch.allclose(want[0][t], h[n], atol=1e-5, rtol=1e-5)
+        assert torch.allclose(want[1][n], h[n], atol=1e-5, rtol=1e-5)
+
+
+def test_backward_row_constexpr_matches_runtime_strides(tmp_path):
+    """The backward kernel's three loops (last chunk, steady, rest) with ROW=C and ROW=0,
+    EVEN and not, give the same gradients as the autograd oracle's."""
+    ir, mod = _emit(os.path.join(ROOT, "examples", "scans", "linear_scan.scan"), tmp_path)
+    g = torch.Generator().manual_seed(9)
+    C, R = 32, 45
+    a, b = torch.rand(R, C, generator=g), torch.randn(R, C, generator=g)
+    seg = torch.tensor([0, 21, 21, 45])
+    h0 = torch.randn(3, C, generator=g)
+    hs, _ = mod.linear_scan_fwd(a, b, h0, seg, None, {})
+    dhs, dht = torch.randn(R, C, generator=g), torch.randn(3, C, generator=g)
+    tile = {"BT": 4, "BC": 16, "VEC": 16, "PREFETCH": 2, "num_warps": 1}
+    outs = []
+    for row, even in ((0, False), (C, True), (C, False), (0, True)):
+        da, db, dh0 = torch.empty_like(a), torch.empty_like(b), torch.empty_like(h0)
+        mod.linear_scan_bwd_kernel[(2, 3)](a, b, h0, hs, dhs, dht, da, db, dh0, seg, C, **tile,
+                                          EVEN=even, ROW=row)
+        outs.append((da, db, dh0))
+    for got in outs[1:]:
+        for x, y in zip(got, outs[0]):
+            assert torch.equal(x, y)
+    # against autograd through the plain recurrence
+    a_, b_, h0_ = (x.clone().double().requires_grad_() for x in (a, b, h0))
+    rows, hts = [], []
+    for n in range(3):
+        h = h0_[n]
+        for t in range(int(seg[n]), int(seg[n + 1])):
+            h = a_[t] * h + b_[t]
+            rows.append(h)
+        hts.append(h)
+    loss = (torch.stack(rows) * dhs.double()).sum() + (torch.stack(hts) * dht.double()).sum()
+    loss.backward()
+    for x, y in zip(outs[0], (a_.grad, b_.grad, h0_.grad)):
+        assert torch.allclose(x.double(), y, atol=1e-4, rtol=1e-4)

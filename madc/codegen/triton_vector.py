@@ -207,24 +207,31 @@ def _place(vec: str, rank: int, axis: int) -> str:
 
 
 def _load(ptr: str, shape: tuple, varying: bool, other: str = "0.0") -> str:
-    """A masked load of a contiguous [rows, *shape] tensor as a [BT or 1, *shape] tile."""
+    """A masked load of a contiguous [rows, *shape] tensor as a [BT or 1, *shape] tile.
+
+    A varying tile's pointers are its first row's (`r0`, one int64 scalar per chunk) plus
+    int64 offsets `o_t` (rows from r0) times the row stride plus the other dims' offsets;
+    the sizes `n_<dim>` are constexprs where the kernel knows them (`_rows_at` and the
+    kernel's preamble): the row part is then a constant per register that ptxas folds into
+    the load's immediate offset."""
     rank = 1 + len(shape)
     size = " * ".join(f"n_{d}" for d in shape) or "1"
     offs = [f"{_place('o_t', rank, 0)} * ({size})"] if varying else []
     masks = [_place("m_t", rank, 0)] if varying else []
     for j, d in enumerate(shape):
         stride = " * ".join(f"n_{e}" for e in shape[j + 1:]) or "1"
-        offs.append(f"{_place(f'o_{d}', rank, j + 1)} * ({stride})")
+        offs.append(f"{_place(f'o_{d}', rank, j + 1)}.to(tl.int64) * ({stride})")
         masks.append(_place(f"m_{d}", rank, j + 1))
     mask = " & ".join(masks) if masks else "None"
-    return f"tl.load({ptr} + {' + '.join(offs) or '0'}, mask={mask}, other={other})"
+    base = f"{ptr} + r0 * ({size})" if varying else ptr
+    return f"tl.load({base} + ({' + '.join(offs) or '0'}), mask={mask}, other={other})"
 
 
 def _framed(ptr: str, d: str, c: int) -> tuple[str, str]:
     """Pointer and mask of a [BT, BC] channel-only tile of a rank-3 fused tile (channel on
     axis `c`), spelled with axes 0 and 2 exchanged: time on axis 2, channels on `2 - c`."""
     idx = {ax: ", ".join(":" if i == 2 - ax else "None" for i in range(3)) for ax in (0, c)}
-    return (f"{ptr} + o_t[{idx[0]}] * (n_{d}) + o_{d}[{idx[c]}]",
+    return (f"{ptr} + o_t[{idx[0]}] * (n_{d}) + o_{d}[{idx[c]}].to(tl.int64) + r0 * (n_{d})",
             f"m_t[{idx[0]}] & m_{d}[{idx[c]}]")
 
 
@@ -324,8 +331,8 @@ def _fused_for(ir: ScanIR, shape: tuple, channel: str) -> dict:
         "outputs": [(o.name, [d if isinstance(d, int) else f"dims[{d!r}]" for d in o.expr.shape])
                     for o in ir.outputs],
         "h0_load": h0, "lead": "[None, " + ", ".join([":"] * len(shape)) + "]",
-        "valid": _place("(o_t < eos)", rank, 0),
-        "last": _place("(o_t == tl.minimum(t0 + BT, eos) - 1)", rank, 0),
+        "valid": _place("m_t", rank, 0),
+        "last": _place("(o_r == tl.minimum(eos - t0, BT) - 1)", rank, 0),
         "first_r": _place("(o_r == 0)", rank, 0),
         "last_r": _place("(o_r == BT - 1)", rank, 0),
         "state_mask": " & ".join(_place(f"m_{d}", len(shape), j) for j, d in
