@@ -464,3 +464,21 @@ def test_fused_forward_equals_two_kernels(monkeypatch, dtype, scalar):
     assert calls == [False, True] * 4
     monkeypatch.setattr(kernels, "FUSED_FWD", (1, 1))
     assert kernels.attention_fwd(q, k, v, G, h0, cu, 0.25)[2] is not None
+
+
+def test_fused_forward_needs_a_program_per_sm():
+    """The fused forward is taken for the decay kinds FUSED_FWD names (scalar by default)
+    when its programs fill every SM once; fewer (B=2, H=16: 64 programs on 132 SMs) keep the
+    two kernels, and off a GPU (no SM count) it always runs, so the CPU tests cover it."""
+    from madc.bench_attention import load_variant
+
+    module = load_variant("ops/gla.scan", {})
+    assert module.FUSED_FWD == (0, 1)
+    assert module._use_fused(True, 256, 132) and module._use_fused(True, 132, 132)
+    assert not module._use_fused(True, 64, 132) and module._use_fused(True, 1, None)
+    assert not module._use_fused(False, 256, 132) and not module._use_fused(False, 1, None)
+    module = load_variant("ops/gla.scan", {"MADC_ATTENTION_FUSED_FWD": "1"})
+    assert module.FUSED_FWD == (1, 1) and module._use_fused(False, 256, 132)
+    for value in ("2", "yes"):
+        with pytest.raises(ValueError, match="MADC_ATTENTION_FUSED_FWD: got .* from 0 to 1"):
+            load_variant("ops/gla.scan", {"MADC_ATTENTION_FUSED_FWD": value})
