@@ -717,8 +717,8 @@ def test_log_lowering_keeps_wide_but_representable_chunks(tmp_path, monkeypatch)
     assert len(launches) == 1 and walks == [True] * 4
 
 
-# the state's channel dim second ([N, D]): the framed loads/stores of channel-only inputs and
-# outputs (`_frame_load`) then put the channel on tile axis 2 and sum the size-1 axis 1 away
+# the state's channel dim second ([N, D]): the fused kernel's channel is then tile axis 2, and
+# its channel-only inputs and outputs broadcast along axis 1
 SSM_ND = """scan ssm_nd
 dims D = 32, N = 8
 semiring real
@@ -742,8 +742,6 @@ def test_fused_channel_second_matches_oracle(tmp_path):
     spec.write_text(SSM_ND)
     ir, mod = _emit(str(spec), tmp_path)
     assert mod is not None and mod.HAS_FUSED
-    src = (tmp_path / "tv_ssm_nd.py").read_text()
-    assert "tl.permute(tl.load(p_x + o_t[None, None, :] * (n_D) + o_D[:, None, None]" in src
     dims = _dims(ir)
     inputs, params = _inputs(ir, dims, 2, 13, torch.float64, 4)
     h0 = _states(ir, dims, 2, torch.float64, 5)

@@ -227,38 +227,6 @@ def _load(ptr: str, shape: tuple, varying: bool, other: str = "0.0") -> str:
     return f"tl.load({base} + ({' + '.join(offs) or '0'}), mask={mask}, other={other})"
 
 
-def _framed(ptr: str, d: str, c: int) -> tuple[str, str]:
-    """Pointer and mask of a [BT, BC] channel-only tile of a rank-3 fused tile (channel on
-    axis `c`), spelled with axes 0 and 2 exchanged: time on axis 2, channels on `2 - c`."""
-    idx = {ax: ", ".join(":" if i == 2 - ax else "None" for i in range(3)) for ax in (0, c)}
-    return (f"{ptr} + o_t[{idx[0]}] * (n_{d}) + o_{d}[{idx[c]}].to(tl.int64) + r0 * (n_{d})",
-            f"m_t[{idx[0]}] & m_{d}[{idx[c]}]")
-
-
-def _frame_load(ptr: str, d: str, c: int) -> str:
-    """A channel-only input ([rows, d]) of a rank-3 fused tile, as a [BT, BC] tile whose
-    layout puts the channels on lanes and the other state dim and time in registers.
-
-    Triton orders a load's layout by its pointer's contiguity, ties by axis, and the loop's
-    [BT, BC, P] tiles take the layout of these loads: a [BT, BC, 1] load put time (axis 0)
-    first. Loaded with axes 0 and 2 exchanged (time last) and permuted back, the channels
-    come first, the padded state dim second and time last, so with 1-element channel vectors
-    (VEC 1) each thread holds all of the padded dim for its channel and every row of the
-    chunk: the readout's sum needs no shuffles, the prologue runs once per channel and row,
-    and the shared [BT, P] inputs are read whole per thread. The size-1 axis is summed away
-    (no code)."""
-    ptrs, mask = _framed(ptr, d, c)
-    return (f"tl.sum(tl.permute(tl.load({ptrs}, mask={mask}, other=0.0), (2, 1, 0)), "
-            f"{3 - c})")
-
-
-def _frame_store(ptr: str, value: str, d: str, c: int) -> str:
-    """`tl.store` of a [BT, BC] channel-only output, spelled as `_frame_load`."""
-    ptrs, mask = _framed(ptr, d, c)
-    grow = ", ".join("None" if i == 3 - c else ":" for i in range(3))
-    return f"tl.store({ptrs}, tl.permute({value}[{grow}], (2, 1, 0)), mask={mask})"
-
-
 def _fused_for(ir: ScanIR, shape: tuple, channel: str) -> dict:
     from madc.codegen.triton_print import TilePrinter
 
@@ -271,13 +239,7 @@ def _fused_for(ir: ScanIR, shape: tuple, channel: str) -> dict:
     static, chunk = [], []
     for p in ir.params:
         static.append(f"s_{p.name} = {_load('p_' + p.name, p.shape, False)}.to(CDT)")
-    c = 1 + shape.index(channel)
-
-    def framed(node_shape) -> bool:  # a channel-only value of a rank-3 tile
-        return rank == 3 and tuple(node_shape) == (channel,)
-
-    loads = [(i.name, _frame_load("p_" + i.name, channel, c) if framed(i.shape)
-              else _load("p_" + i.name, i.shape, True)) for i in ir.inputs]
+    loads = [(i.name, _load("p_" + i.name, i.shape, True)) for i in ir.inputs]
     for let in ir.lets:
         var = ("v_" if let.expr.varying else "s_") + let.name
         code = f"{var} = {tp(let.expr)}"
@@ -303,9 +265,6 @@ def _fused_for(ir: ScanIR, shape: tuple, channel: str) -> dict:
     for o in ir.outputs:
         post.append(f"v_o_{o.name} = {tp(o.expr)}")
         value = f"v_o_{o.name}.to(p_out_{o.name}.dtype.element_ty)"
-        if framed(o.expr.shape):
-            stores.append(_frame_store("p_out_" + o.name, value, channel, c))
-            continue
         offs = _load("p_out_" + o.name, o.expr.shape, True).replace("tl.load(", "(")
         ptr, _, mask = offs[1:-1].rpartition(", other=")[0].rpartition(", mask=")
         stores.append(f"tl.store({ptr}, {value}, mask={mask})")
