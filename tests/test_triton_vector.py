@@ -315,23 +315,31 @@ if __name__ == "__main__":
     sys.exit(pytest.main([__file__, "-q"]))
 
 
-@pytest.mark.parametrize("path", SPECS, ids=lambda p: os.path.basename(p))
-def test_fused_forward_matches_oracle(path, tmp_path):
-    ir, mod = _emit(path, tmp_path)
-    if mod is None or not mod.HAS_FUSED:
-        pytest.skip("no fused forward for this spec")
+def _fused_matches_oracle(ir, mod, T, tilings):
+    """The fused forward (float32, B=2, initial states) under each tiling against the oracle;
+    returns (dims, inputs, params)."""
     dims = _dims(ir)
-    inputs, params = _inputs(ir, dims, 2, 29, torch.float64, 4)
+    inputs, params = _inputs(ir, dims, 2, T, torch.float64, 4)
     h0 = _states(ir, dims, 2, torch.float64, 5)
     ref, _ = _run(mod, dict(inputs), dict(params), dims, h0, None, oracle=True)
-    for options in ({"fused": True}, {"fused": True, "prefetch": True, "vector_width": 2},
-                    {"fused": True, "prefetch": 3, "chunk_size": 4}):
+    for options in tilings:
         with torch.no_grad():
             outs, finals = mod.scan({k: v.detach().float() for k, v in inputs.items()},
                                     {k: v.detach().float() for k, v in params.items()}, dims,
                                     tuple(h.detach().float() for h in h0), None, **options)
         for v, r in zip(outs + finals, ref):
             assert _rel_err(v, r) <= TOL
+    return dims, inputs, params
+
+
+@pytest.mark.parametrize("path", SPECS, ids=lambda p: os.path.basename(p))
+def test_fused_forward_matches_oracle(path, tmp_path):
+    ir, mod = _emit(path, tmp_path)
+    if mod is None or not mod.HAS_FUSED:
+        pytest.skip("no fused forward for this spec")
+    dims, inputs, params = _fused_matches_oracle(
+        ir, mod, 29, ({"fused": True}, {"fused": True, "prefetch": True, "vector_width": 2},
+                      {"fused": True, "prefetch": 3, "chunk_size": 4}))
     with torch.no_grad():  # packed sequences through the fused kernel
         cu = torch.tensor([0, 7, 7, 29])
         packed = {k: v[:1].detach().float() for k, v in inputs.items()}
@@ -742,17 +750,8 @@ def test_fused_channel_second_matches_oracle(tmp_path):
     spec.write_text(SSM_ND)
     ir, mod = _emit(str(spec), tmp_path)
     assert mod is not None and mod.HAS_FUSED
-    dims = _dims(ir)
-    inputs, params = _inputs(ir, dims, 2, 13, torch.float64, 4)
-    h0 = _states(ir, dims, 2, torch.float64, 5)
-    ref, _ = _run(mod, dict(inputs), dict(params), dims, h0, None, oracle=True)
-    for options in ({"fused": True}, {"fused": True, "chunk_size": 4, "block_channels": 4}):
-        with torch.no_grad():
-            outs, finals = mod.scan({k: v.detach().float() for k, v in inputs.items()},
-                                    {k: v.detach().float() for k, v in params.items()}, dims,
-                                    tuple(h.detach().float() for h in h0), None, **options)
-        for v, r in zip(outs + finals, ref):
-            assert _rel_err(v, r) <= TOL
+    _fused_matches_oracle(ir, mod, 13, ({"fused": True}, {"fused": True, "chunk_size": 4,
+                                                          "block_channels": 4}))
 
 
 def test_log_lowering_flags_overflow_in_a_last_chunk(tmp_path):
