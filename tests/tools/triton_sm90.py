@@ -240,7 +240,10 @@ def ptx_report(jobs_path: str, name: str, overrides: list[str]) -> int:
                 sources[f] = Path(files.get(f, "")).read_text().splitlines()
             except OSError:
                 sources[f] = []
-        text = sources[f][n - 1].strip()[:80] if n <= len(sources[f]) else files.get(f, "?")
+        # line 0 (no line), or a path Triton's compile cache kept from another run (a test's
+        # removed temporary directory): the file's name instead of its line
+        text = (sources[f][n - 1].strip()[:80] if 0 < n <= len(sources[f])
+                else files.get(f, "?"))
         top = " ".join(f"{k} {v}" for k, v in kinds[(f, n)].most_common(3))
         print(f"{c:6d}  {top:32} {n}: {text}")
     return 0
