@@ -423,6 +423,9 @@ def test_recurrence_warps_follow_the_program_count():
     assert module._state_warps(128, 132) == 8 and module._state_warps(263, 132) == 8
     assert module._state_warps(264, 132) == 4 and module._state_warps(512, 132) == 4
     assert module._state_warps(128, None) == 4
+    # few programs: a scalar decay's recurrences take the vector decays' depth (3)
+    assert module._few_programs(128, 132) and not module._few_programs(264, 132)
+    assert not module._few_programs(1, None)
     assert module.STATE_STAGES == (3, 2)  # vector decays, scalar decays
     assert module._state_stages({"num_stages": 2}, scalar=True) == {"num_stages": 2}
     assert module._state_stages({"num_stages": 2}) == {"num_stages": 3}
