@@ -426,6 +426,7 @@ def test_recurrence_warps_follow_the_program_count():
     # few programs: a scalar decay's recurrences take the vector decays' depth (3)
     assert module._few_programs(128, 132) and not module._few_programs(264, 132)
     assert not module._few_programs(1, None)
+    assert module._state_stages({"num_stages": 2}, scalar=True, few=True) == {"num_stages": 3}
     assert module.STATE_STAGES == (3, 2)  # vector decays, scalar decays
     assert module._state_stages({"num_stages": 2}, scalar=True) == {"num_stages": 2}
     assert module._state_stages({"num_stages": 2}) == {"num_stages": 3}
