@@ -264,10 +264,10 @@ def _fused_for(ir: ScanIR, shape: tuple, channel: str) -> dict:
         post.append(f"v_r_{r.name} = {tp(r.expr)}")
     for o in ir.outputs:
         post.append(f"v_o_{o.name} = {tp(o.expr)}")
-        value = f"v_o_{o.name}.to(p_out_{o.name}.dtype.element_ty)"
         offs = _load("p_out_" + o.name, o.expr.shape, True).replace("tl.load(", "(")
         ptr, _, mask = offs[1:-1].rpartition(", other=")[0].rpartition(", mask=")
-        stores.append(f"tl.store({ptr}, {value}, mask={mask})")
+        stores.append(f"tl.store({ptr}, v_o_{o.name}.to(p_out_{o.name}.dtype.element_ty), "
+                      f"mask={mask})")
     h0 = _state_load(shape)
     dims = list(shape)
     # nothing to fuse: no prologue, the inputs are the coefficient and the injected term, and
