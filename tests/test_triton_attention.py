@@ -159,14 +159,33 @@ def test_small_heads_in_padded_tiles(monkeypatch, spec):
 
 
 @pytest.mark.parametrize("spec", ["ops/gla.scan", "ops/retnet.scan"])
+def test_wide_row_offsets(monkeypatch, spec):
+    """Sequences of 2^31 / (H max(K, V)) rows or more take int64 row offsets (WIDE_ROWS);
+    shorter ones int32. Forced here: outputs, final states and gradients of every kernel
+    still equal the reference, packed sequences included."""
+    tri, _ = _modules(spec)
+    kernels = importlib.import_module(type(tri).__module__ + ".triton_attention")
+    assert not kernels._wide_rows(2**31 // (16 * 128) - 1, 16, 128, 64)
+    assert kernels._wide_rows(2**31 // (16 * 128), 16, 64, 128)
+    seen, wide = [], kernels._wide_rows
+    monkeypatch.setattr(kernels, "_wide_rows",
+                        lambda *args: seen.append(not wide(*args)) or seen[-1])
+    _compare(spec, B=1, T=37, cu=torch.tensor([0, 5, 37], dtype=torch.int32))
+    assert seen and all(seen)
+
+
+@pytest.mark.parametrize("spec", ["ops/gla.scan", "ops/retnet.scan"])
 def test_narrow_state_blocks(monkeypatch, spec):
-    """Few sequences x heads: with STATE_NARROW the recurrences take 32-wide value blocks,
-    here forced by pretending the device has 1000 SMs; outputs and gradients still equal the
-    reference (the adjoint's <dh, h> partial sums then come in two value blocks)."""
+    """Few sequences x heads: with STATE_NARROW (on for scalar decays) the recurrences take
+    32-wide value blocks, here forced by pretending the device has 1000 SMs; outputs and
+    gradients still equal the reference (the adjoint's <dh, h> partial sums then come in two
+    value blocks)."""
     tri, _ = _modules(spec, {"V": 64})
     kernels = importlib.import_module(type(tri).__module__ + ".triton_attention")
-    assert not kernels.STATE_NARROW  # off by default (not yet timed on a GPU)
-    monkeypatch.setattr(kernels, "STATE_NARROW", True)
+    assert kernels.STATE_NARROW == (0, 1)  # vector decays, scalar decays
+    assert kernels._state_blocks(128, 128, 32, 132) == (64, 64)
+    assert kernels._state_blocks(128, 128, 32, 132, scalar=True) == (64, 32)
+    monkeypatch.setattr(kernels, "STATE_NARROW", (1, 1))
     assert kernels._state_blocks(128, 128, 32, 132) == (64, 32)  # B=2, H=16 on an H100
     assert kernels._state_blocks(128, 128, 128, 132) == (64, 64)  # B=8, H=16
     assert kernels._state_blocks(128, 128, 32, None) == (64, 64)  # not a GPU
@@ -415,12 +434,17 @@ def test_scalar_decay_launch_settings():
 
 def test_recurrence_warps_follow_the_program_count():
     """Under two recurrence programs per SM (B=2, H=16, K=V=128: 128 programs on 132 SMs) the
-    recurrences take STATE_FEW_WARPS, else STATE_WARPS; off a GPU (no SM count) the latter."""
+    recurrences take STATE_FEW_WARPS of the decay's kind, else STATE_WARPS; off a GPU (no SM
+    count) the latter."""
     from madc.bench_attention import load_variant
 
     module = load_variant("ops/gla.scan", {})
-    assert (module.STATE_WARPS, module.STATE_FEW_WARPS) == (4, 8)
+    assert (module.STATE_WARPS, module.STATE_FEW_WARPS) == (4, (8, 4))
     assert module._state_warps(128, 132) == 8 and module._state_warps(263, 132) == 8
+    assert module._state_warps(128, 132, scalar=True) == 4
+    module = load_variant("ops/gla.scan", {"MADC_ATTENTION_STATE_FEW_WARPS": "2"})
+    assert module.STATE_FEW_WARPS == (2, 2)
+    module = load_variant("ops/gla.scan", {})
     assert module._state_warps(264, 132) == 4 and module._state_warps(512, 132) == 4
     assert module._state_warps(128, None) == 4
     # few programs: a scalar decay's recurrences take the vector decays' depth (3)
