@@ -16,6 +16,8 @@ if ls .whl/*.whl >/dev/null 2>&1; then
 fi
 export PYTHONPATH=$PWD:${PYTHONPATH:-}
 export PYTHONUNBUFFERED=1
+# first runs autotune for minutes; a carried TRITON_CACHE_DIR keeps the results with this
+export TRITON_CACHE_AUTOTUNING=${TRITON_CACHE_AUTOTUNING:-1}
 nvidia-smi --query-gpu=name,clocks.max.sm,clocks.max.mem --format=csv,noheader
 bench() {  # bench FILE SHAPE DTYPE SKIP SECONDS
     MADC_BENCH_SKIP=$4 timeout "$5" python3 -m madc.cli bench "$1" --shape "$2" --dtype "$3" \
