@@ -442,9 +442,6 @@ def test_recurrence_warps_follow_the_program_count():
     assert (module.STATE_WARPS, module.STATE_FEW_WARPS) == (4, (8, 4))
     assert module._state_warps(128, 132) == 8 and module._state_warps(263, 132) == 8
     assert module._state_warps(128, 132, scalar=True) == 4
-    module = load_variant("ops/gla.scan", {"MADC_ATTENTION_STATE_FEW_WARPS": "2"})
-    assert module.STATE_FEW_WARPS == (2, 2)
-    module = load_variant("ops/gla.scan", {})
     assert module._state_warps(264, 132) == 4 and module._state_warps(512, 132) == 4
     assert module._state_warps(128, None) == 4
     # few programs: a scalar decay's recurrences take the vector decays' depth (3)
@@ -454,6 +451,9 @@ def test_recurrence_warps_follow_the_program_count():
     assert module.STATE_STAGES == (3, 2)  # vector decays, scalar decays
     assert module._state_stages({"num_stages": 2}, scalar=True) == {"num_stages": 2}
     assert module._state_stages({"num_stages": 2}) == {"num_stages": 3}
+    # the plain name sets both decay kinds
+    module = load_variant("ops/gla.scan", {"MADC_ATTENTION_STATE_FEW_WARPS": "2"})
+    assert module.STATE_FEW_WARPS == (2, 2)
 
 
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float32])
