@@ -494,6 +494,93 @@ def test_fused_forward_equals_two_kernels(monkeypatch, dtype, scalar):
     assert kernels.attention_fwd(q, k, v, G, h0, cu, 0.25)[2] is not None
 
 
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float32])
+def test_output_row_blocks(monkeypatch, dtype):
+    """A scalar decay's output kernel takes OUTPUT_ROWS-row query blocks of a longer chunk
+    (each block adds the scores against the chunk's earlier blocks): with chunks of 64 rows
+    in blocks of 16, the outputs equal those of 16-row chunks, and the final state that of
+    the same recurrence, for both recurrences, an initial state, packed sequences (one
+    empty, one inside a block) and a partial last chunk."""
+    package, _ = load_package(str(ROOT / "ops/retnet.scan"))
+    kernels = importlib.import_module(package.__name__ + ".triton_attention")
+    assert kernels.OUTPUT_ROWS == 16 and kernels.STATE_CHUNK == 32
+    monkeypatch.setattr(kernels, "FUSED_FWD", (0, 0))
+    gen = torch.Generator().manual_seed(6)
+    q, k, v = (torch.randn(1, 75, 2, 32, generator=gen).to(dtype) for _ in range(3))
+    g = torch.nn.functional.logsigmoid(torch.randn(1, 75, 2, generator=gen))
+    h0 = torch.randn(3, 2, 32, 32, generator=gen)
+    cu = torch.tensor([0, 7, 7, 75], dtype=torch.int32)
+    tol = 5e-3 if dtype == torch.bfloat16 else 1e-6  # norm-relative: bf16 states rounded
+    for cu_seqlens, init in ((None, None), (cu, h0)):
+        for exact in (False, True):
+            runs = []
+            for chunk in (16, 64):
+                G = kernels.attention_log_decays(q, g, cu_seqlens, chunk)
+                runs.append(kernels.attention_fwd(q, k, v, G, init, cu_seqlens, 0.25, chunk,
+                                                  exact, keep_states=False))
+            (o16, ht16, _), (o64, ht64, h64) = runs
+            assert h64.shape[1] == 2  # two 64-row chunks, each in four row blocks
+            assert _rel(o64, o16) <= tol and _rel(ht64, ht16) <= tol
+
+
+@pytest.mark.parametrize("spec", ["ops/retnet.scan", "ops/gla.scan"])
+def test_unfused_forward_takes_long_chunks(monkeypatch, spec):
+    """Where the fused forward is off, a scalar decay's forward that keeps no states takes
+    STATE_CHUNK-row chunks (32 in the interpreter, against 16 for the backward): the backward
+    then sums its own cumulative log-decays from the saved g. Outputs, final states and
+    gradients equal the reference; GLA (per-channel decays) keeps the call's chunks."""
+    tri, _ = _modules(spec)
+    kernels = importlib.import_module(type(tri).__module__ + ".triton_attention")
+    monkeypatch.setattr(kernels, "FUSED_FWD", (0, 0))
+    chunks, chunk_of = [], kernels._forward_chunk
+    monkeypatch.setattr(kernels, "_forward_chunk",
+                        lambda *args: chunks.append(chunk_of(*args)) or chunks[-1])
+    _compare(spec, B=2, T=37)
+    _compare(spec, B=1, T=40, cu=torch.tensor([0, 9, 9, 40], dtype=torch.int32))
+    assert chunks == [32 if spec == "ops/retnet.scan" else 16] * 2
+    q, v = torch.zeros(1, 8, 2, 16), torch.zeros(1, 8, 2, 16)
+    assert chunk_of(q, v, torch.zeros(1, 8, 2), None, 64, False) == 64  # named: kept
+    assert chunk_of(q, v, torch.zeros(1, 8, 2), None, None, True) == 16  # keeps states
+    monkeypatch.setattr(kernels, "FUSED_FWD", (0, 1))
+    assert chunk_of(q, v, torch.zeros(1, 8, 2), None, None, False) == 16  # fused
+
+
+@pytest.mark.parametrize("scalar", [True, False])
+def test_pipelined_pieces(monkeypatch, scalar):
+    """Under two recurrence programs per SM (forced: 1000 SMs) the forward runs in PIECES
+    chunk ranges, each piece's recurrence from the last one's state (on a GPU its outputs
+    beside the next piece's recurrence): outputs, final states and stored states equal one
+    piece's exactly, with an initial state, packed sequences (one ending before the last
+    piece) and both recurrences; gradients equal the reference."""
+    package, _ = load_package(str(ROOT / "ops/gla.scan"))
+    kernels = importlib.import_module(package.__name__ + ".triton_attention")
+    assert kernels.PIECES == (1, 4)
+    monkeypatch.setattr(kernels, "_sm_count", lambda device: 1000)
+    assert kernels._pieces(10, 2, 32, 32, torch.device("cpu"), True) == [(0, 3), (3, 6),
+                                                                         (6, 9), (9, 10)]
+    assert kernels._pieces(2, 2, 32, 32, torch.device("cpu"), True) == [(0, 1), (1, 2)]
+    assert kernels._pieces(10, 2, 32, 32, torch.device("cpu"), False) == [(0, 10)]
+    gen = torch.Generator().manual_seed(7)
+    q, k, v = (torch.randn(1, 75, 2, 32, generator=gen) for _ in range(3))
+    g = torch.nn.functional.logsigmoid(torch.randn(1, 75, 2, *(() if scalar else (32,)),
+                                                   generator=gen))
+    h0 = torch.randn(3, 2, 32, 32, generator=gen)
+    cu = torch.tensor([0, 20, 20, 75], dtype=torch.int32)
+    for cu_seqlens, init in ((None, None), (cu, h0)):
+        G = kernels.attention_log_decays(q, g, cu_seqlens)
+        for exact in (False, True):
+            runs = []
+            for pieces in ((1, 1), (3, 3)):
+                monkeypatch.setattr(kernels, "PIECES", pieces)
+                runs.append(kernels.attention_fwd(q, k, v, G, init, cu_seqlens, 0.25, None,
+                                                  exact))
+            # (h of chunks past a packed sequence's end is never written)
+            for one, several in list(zip(*runs))[:2 if cu_seqlens is not None else 3]:
+                torch.testing.assert_close(several, one, rtol=0, atol=0)
+    monkeypatch.setattr(kernels, "PIECES", (3, 3))
+    _compare("ops/retnet.scan" if scalar else "ops/gla.scan", B=1, T=75, cu=cu)
+
+
 def test_fused_forward_needs_a_program_per_sm():
     """The fused forward is taken for the decay kinds FUSED_FWD names (scalar by default)
     when its programs fill every SM once; fewer (B=2, H=16: 64 programs on 132 SMs) keep the
