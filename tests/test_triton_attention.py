@@ -545,42 +545,6 @@ def test_unfused_forward_takes_long_chunks(monkeypatch, spec):
     assert chunk_of(q, v, torch.zeros(1, 8, 2), None, None, False) == 16  # fused
 
 
-@pytest.mark.parametrize("scalar", [True, False])
-def test_pipelined_pieces(monkeypatch, scalar):
-    """Under two recurrence programs per SM (forced: 1000 SMs) the forward runs in PIECES
-    chunk ranges, each piece's recurrence from the last one's state (on a GPU its outputs
-    beside the next piece's recurrence): outputs, final states and stored states equal one
-    piece's exactly, with an initial state, packed sequences (one ending before the last
-    piece) and both recurrences; gradients equal the reference."""
-    package, _ = load_package(str(ROOT / "ops/gla.scan"))
-    kernels = importlib.import_module(package.__name__ + ".triton_attention")
-    assert kernels.PIECES == (1, 4)
-    monkeypatch.setattr(kernels, "_sm_count", lambda device: 1000)
-    assert kernels._pieces(10, 2, 32, 32, torch.device("cpu"), True) == [(0, 3), (3, 6),
-                                                                         (6, 9), (9, 10)]
-    assert kernels._pieces(2, 2, 32, 32, torch.device("cpu"), True) == [(0, 1), (1, 2)]
-    assert kernels._pieces(10, 2, 32, 32, torch.device("cpu"), False) == [(0, 10)]
-    gen = torch.Generator().manual_seed(7)
-    q, k, v = (torch.randn(1, 75, 2, 32, generator=gen) for _ in range(3))
-    g = torch.nn.functional.logsigmoid(torch.randn(1, 75, 2, *(() if scalar else (32,)),
-                                                   generator=gen))
-    h0 = torch.randn(3, 2, 32, 32, generator=gen)
-    cu = torch.tensor([0, 20, 20, 75], dtype=torch.int32)
-    for cu_seqlens, init in ((None, None), (cu, h0)):
-        G = kernels.attention_log_decays(q, g, cu_seqlens)
-        for exact in (False, True):
-            runs = []
-            for pieces in ((1, 1), (3, 3)):
-                monkeypatch.setattr(kernels, "PIECES", pieces)
-                runs.append(kernels.attention_fwd(q, k, v, G, init, cu_seqlens, 0.25, None,
-                                                  exact))
-            # (h of chunks past a packed sequence's end is never written)
-            for one, several in list(zip(*runs))[:2 if cu_seqlens is not None else 3]:
-                torch.testing.assert_close(several, one, rtol=0, atol=0)
-    monkeypatch.setattr(kernels, "PIECES", (3, 3))
-    _compare("ops/retnet.scan" if scalar else "ops/gla.scan", B=1, T=75, cu=cu)
-
-
 def test_fused_forward_needs_a_program_per_sm():
     """The fused forward is taken for the decay kinds FUSED_FWD names (scalar by default)
     when its programs fill every SM once; fewer (B=2, H=16: 64 programs on 132 SMs) keep the
