@@ -70,3 +70,53 @@ def test_gpu_fuzz_case_small_tiles(spec):
         "dtype": "bf16", "initial_state": "normal", "length": 50, "lengths": [50],
         "seed": 160426}, device="cuda")
     assert_findings_ok(found)
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float32])
+def test_gpu_output_row_blocks(dtype):
+    """The GPU's long chunks (STATE_CHUNK rows in OUTPUT_ROWS-row query blocks, which a
+    scalar-decay forward that keeps no states takes where it does not fuse): outputs and final
+    states equal those of 64-row chunks of one row block, compiled, with packed sequences (one
+    empty, one ending inside a block), initial states and a partial last chunk."""
+    import importlib
+
+    from madc.runtime import load_package
+
+    package, _ = load_package(str(Path(__file__).resolve().parents[2] / "ops/retnet.scan"))
+    kernels = importlib.import_module(package.__name__ + ".triton_attention")
+    assert kernels.STATE_CHUNK > kernels.OUTPUT_ROWS == 64
+    gen = torch.Generator(device="cuda").manual_seed(7)
+    q, k, v = (torch.randn(1, 701, 4, 128, device="cuda", generator=gen).to(dtype)
+               for _ in range(3))
+    g = torch.nn.functional.logsigmoid(torch.randn(1, 701, 4, device="cuda", generator=gen))
+    h0 = torch.randn(3, 4, 128, 128, device="cuda", generator=gen)
+    cu = torch.tensor([0, 300, 300, 701], dtype=torch.int32, device="cuda")
+    tol = 1e-2 if dtype == torch.bfloat16 else 1e-4
+    for cu_seqlens, init in ((None, None), (cu, h0)):
+        runs = []
+        for chunk in (64, kernels.STATE_CHUNK):
+            G = kernels.attention_log_decays(q, g, cu_seqlens, chunk)
+            runs.append(kernels.attention_fwd(q, k, v, G, init, cu_seqlens, 0.125, chunk,
+                                              keep_states=False))
+        (o64, ht64, _), (o_long, ht_long, h_long) = runs
+        assert h_long is not None  # the two kernels ran (a fused forward keeps no h)
+        assert rel_err(o_long, o64) <= tol and rel_err(ht_long, ht64) <= tol
+        o_ref, ht_ref = _recurrent(q, k, v, g, init, cu_seqlens, 0.125)
+        assert rel_err(o_long, o_ref) <= tol and rel_err(ht_long, ht_ref) <= tol
+
+
+def _recurrent(q, k, v, g, h0, cu_seqlens, scale):
+    """The scalar-decay recurrence token by token in float64: S = exp(g) S + k^T v,
+    o = scale q S, per sequence of the packed rows ([1, rows, H, D] inputs)."""
+    q, k, v, g = (x[0].double() for x in (q, k, v, g))
+    bounds = [0, q.shape[0]] if cu_seqlens is None else cu_seqlens.tolist()
+    o = torch.zeros_like(v)
+    finals = []
+    for n in range(len(bounds) - 1):
+        S = (torch.zeros(q.shape[1], q.shape[2], v.shape[2], dtype=torch.float64,
+                         device=q.device) if h0 is None else h0[n].double().clone())
+        for t in range(bounds[n], bounds[n + 1]):
+            S = g[t].exp()[:, None, None] * S + k[t][:, :, None] * v[t][:, None, :]
+            o[t] = scale * torch.einsum("hk,hkv->hv", q[t], S)
+        finals.append(S)
+    return o[None], torch.stack(finals)
