@@ -59,7 +59,12 @@ SSM_TILES = ["16,32,0,0,4", "16,32,0,1,4", "8,64,0,1,2", "16,16,0,1,2", "32,16,0
              "16,32,1,1,4", "16,64,2,1,4"]
 B1_TILES = ["16,256,2,1,4", "16,256,2,0,4", "32,256,2,1,4", "8,256,2,1,4", "16,128,2,1,2",
             "32,64,2,1,1", "16,64,2,1,1"]
-LOOKBACK = ["32,256,2,0,4", "16,128,0,0,4", "64,64,0,0,4"]
+# the look-back (one program per piece of ~LOOKBACK_PER_SM programs per SM, read twice: for
+# its aggregate and for the states) with in-thread tiles, at the windows of LOOKBACK_WINDOWS
+# (tv.LOOKBACK_WINDOW); the first tile also at the programs per SM of LOOKBACK_PER_SM
+LOOKBACK = ["16,256,2,1,4", "32,128,2,1,2", "16,128,2,1,2", "32,64,2,1,1", "16,256,2,0,4"]
+LOOKBACK_WINDOWS = (8, 16)
+LOOKBACK_PER_SM = (2, 8, 16)
 # session 7: prefetch depth (PREFETCH chunks of reads in flight; ptxas: bf16 forward 32 rows
 # depth 2 254 registers, 16 rows depth 3 166; backward 8 rows depth 3 164, 16 rows depth 2
 # spills 32 bytes)
@@ -115,6 +120,22 @@ class Case:
         outs[0].backward(self.ones)
         for x in self.leaves.values():
             x.grad = None
+
+
+def baseline(case, bw, measure):
+    """The default forward (`scan` without options: what a module call runs) eager and as a
+    CUDA graph, and accelerated-scan's, against the roofline, in the same run as a sweep."""
+    floor_f = (case.io + case.io // 2) / bw * 1e3
+    ms = measure(case.fwd)
+    g = ms if DRY else triton.testing.do_bench_cudagraph(case.fwd, rep=60)
+    print(f"\n## {case.label}  default forward {ms:8.4f} ms ({100 * floor_f / ms:5.1f}%)  "
+          f"graph {g:8.4f} ms ({100 * floor_f / g:5.1f}%)", flush=True)
+    from madc import anchors
+
+    a, b = case.inputs["a"], case.inputs["b"]
+    for name, (fn, args) in anchors.diagonal_anchors(a, b).items():
+        ms = measure(lambda fn=fn, args=args: fn(*args))
+        print(f"{name:>30} fwd {ms:8.4f} ms ({100 * floor_f / ms:5.1f}%)", flush=True)
 
 
 def sweep(case, tiles, bw, measure, extra=None, fb=False, graph=False):
@@ -245,8 +266,23 @@ def main(parts):
     if "lookback" in parts:
         for shape in (B1, B8):
             case = Case(f"{S}/linear_scan.scan", shape, bf16)
-            sweep(case, LOOKBACK, bw, measure, {"chunk_parallel": "lookback"}, graph=True)
-        profile(case, {"chunk_parallel": "lookback"} | _options(LOOKBACK[0]), "B8 look-back")
+            baseline(case, bw, measure)
+            tv = case.tv
+            defaults = tv.LOOKBACK_WINDOW, tv.LOOKBACK_PER_SM
+            for window in LOOKBACK_WINDOWS if shape == B1 else defaults[:1]:
+                tv.LOOKBACK_WINDOW = window
+                print(f"\n# look-back window {window}", flush=True)
+                sweep(case, LOOKBACK if shape == B1 else LOOKBACK[:2], bw, measure,
+                      {"chunk_parallel": "lookback"}, graph=True)
+            tv.LOOKBACK_WINDOW = defaults[0]
+            for per_sm in LOOKBACK_PER_SM if shape == B1 else ():
+                tv.LOOKBACK_PER_SM = per_sm
+                print(f"\n# look-back pieces for {per_sm} programs per SM", flush=True)
+                sweep(case, LOOKBACK[:2], bw, measure, {"chunk_parallel": "lookback"},
+                      graph=True)
+            tv.LOOKBACK_PER_SM = defaults[1]
+            profile(case, {"chunk_parallel": "lookback"} | _options(LOOKBACK[0]),
+                    f"{case.label} look-back")
     if "depth" in parts:
         case = Case(f"{S}/linear_scan.scan", B8, bf16)
         sweep(case, DEPTH_FWD_BF16, bw, measure)
@@ -273,24 +309,28 @@ def main(parts):
         case = Case(f"{S}/log_scan.scan", B8, bf16)
         sweep(case, DEPTH_LOG_BF16[:2], bw, measure, {"fused": True})
     if "host" in parts:
-        host(Case(f"{S}/linear_scan.scan", B1, bf16), {"chunk_parallel": True})
+        host(Case(f"{S}/linear_scan.scan", B1, bf16), {"chunk_parallel": True},
+             "the B1 three-phase forward")
+        host(Case(f"{S}/linear_scan.scan", B8, bf16), {"fused": "auto"},
+             "the B8 forward (fused, autotuned)")
 
 
-def host(case, opts):
+def host(case, opts, label):
     """Where the host's time per call goes: cProfile of 300 calls, top 25 by own time."""
     import cProfile
     import pstats
 
+    sync = (lambda: None) if DRY else torch.cuda.synchronize
     for _ in range(5):
         case.fwd(**opts)
-    torch.cuda.synchronize()
+    sync()
     prof = cProfile.Profile()
     prof.enable()
-    for _ in range(300):
+    for _ in range(3 if DRY else 300):
         case.fwd(**opts)
     prof.disable()
-    torch.cuda.synchronize()
-    print("\n## host profile, 300 calls of the B1 three-phase forward")
+    sync()
+    print(f"\n## host profile, 300 calls of {label}")
     pstats.Stats(prof, stream=sys.stdout).sort_stats("tottime").print_stats(25)
 
 

@@ -569,14 +569,20 @@ def test_lookback_minus_inf_and_ties(name, tmp_path):
         assert _rel_err(x, y) <= TOL  # infinities in the same places, exactly
 
 
-def test_lookback_folds_published_aggregates(tmp_path):
+@pytest.mark.parametrize("window,inclusive,chunks", [(32, 0, 1), (2, 0, 1), (4, None, 1),
+                                                    (2, 3, 1), (4, 8, 1), (2, 2, 3)])
+def test_lookback_folds_published_aggregates(tmp_path, window, inclusive, chunks):
     """The look-back's aggregate path, which the interpreter's in-order programs never take:
-    pieces 1..P-2 publish only their aggregates (flag 1) and piece 0 its last state (flag 2);
-    the last piece, started alone by its ticket, must fold them all to its incoming state."""
+    the pieces (of `chunks` chunks) after `inclusive` publish only their aggregates (flag 1),
+    piece `inclusive` its last state (flag 2; None: no piece has, so the fold reaches the
+    initial state) and the pieces before it nothing (flag 0: never waited on); the last
+    piece, started alone by its ticket, must fold them to its incoming state in rounds of
+    `window` predecessors."""
     _, mod = _emit(os.path.join(ROOT, "examples", "scans", "linear_scan.scan"), tmp_path)
     g = torch.Generator().manual_seed(6)
-    N, T, C, BT = 2, 21, 3, 4
-    P = -(-T // BT)
+    N, T, C, BT = 2, 21, 3, 2
+    R = BT * chunks  # rows per piece
+    P = -(-T // R)
     a = torch.rand(N * T, C, generator=g)
     b = torch.randn(N * T, C, generator=g)
     h0 = torch.randn(N, C, generator=g)
@@ -590,24 +596,54 @@ def test_lookback_folds_published_aggregates(tmp_path):
     flags = torch.zeros(N * P, dtype=torch.int32)
     agg = torch.empty(2, N * P, C)
     inc = torch.empty(N * P, C)
+    first = -1 if inclusive is None else inclusive
     for n in range(N):
-        for p in range(P - 1):
-            rows = range(n * T + p * BT, n * T + min(T, (p + 1) * BT))
+        for p in range(max(first, 0), P - 1):
+            rows = range(n * T + p * R, n * T + min(T, (p + 1) * R))
             A, B = torch.ones(C, dtype=torch.float64), torch.zeros(C, dtype=torch.float64)
             for r in rows:
                 A, B = a[r].double() * A, a[r].double() * B + b[r].double()
             agg[0, n * P + p], agg[1, n * P + p] = A.float(), B.float()
             inc[n * P + p] = want[rows[-1]].float()
-            flags[n * P + p] = 2 if p == 0 else 1
+            flags[n * P + p] = 2 if p == inclusive else 1
     hs = torch.zeros(N * T, C)
     ht = torch.zeros(N, C)
-    tile = {"BT": BT, "BC": 4, "VEC": 4, "STAGES": 1, "num_warps": 1}
+    tile = {"BT": BT, "BC": 4, "VEC": 4, "PREFETCH": 1, "num_warps": 1}
     mod.linear_scan_lookback(a, b, h0, hs, ht, (N, T), tile, ticket=(P - 1) * N,
-                             published=(flags, agg, inc))
-    last = [n * T + r for n in range(N) for r in range((P - 1) * BT, T)]
+                             published=(flags, agg, inc), window=window, piece=R)
+    last = [n * T + r for n in range(N) for r in range((P - 1) * R, T)]
     assert _rel_err(hs[last], want[last]) <= TOL
     assert _rel_err(ht, want[[n * T + T - 1 for n in range(N)]]) <= TOL
     assert not hs[[r for r in range(N * T) if r not in last]].any()  # only the last pieces ran
+
+
+@pytest.mark.parametrize("name,uniform", [("linear_scan", True), ("tropical_scan", True),
+                                          ("linear_scan", False), ("log_scan", True)])
+def test_auto_chunk_parallel_takes_the_lookback(tmp_path, monkeypatch, name, uniform):
+    """Where "auto" wants chunk-parallel pieces (on a GPU: too few sequences x channel blocks),
+    uniform sequences take the single-pass look-back (one launch) unless the log lowering
+    applies; packed ones (and the log lowering) keep the three phases. Both equal the
+    sequential kernel."""
+    ir, mod = _emit(os.path.join(ROOT, "examples", "scans", f"{name}.scan"), tmp_path)
+    taken = []
+    monkeypatch.setattr(mod, "_wants_pieces", lambda *args: True)
+    lookback = mod.linear_scan_lookback if name == "linear_scan" else getattr(
+        mod, f"{name}_lookback")
+    monkeypatch.setattr(mod, lookback.__name__,
+                        lambda *args, **kw: taken.append(1) or lookback(*args, **kw))
+    g = torch.Generator().manual_seed(8)
+    a = torch.rand(2, 37, 3, generator=g)
+    a = a if name == "linear_scan" else a.log()
+    b = torch.randn(2, 37, 3, generator=g)
+    cu = None if uniform else torch.tensor([0, 20, 20, 74])
+    x = {"a": a, "b": b} if uniform else {"a": a.reshape(1, 74, 3), "b": b.reshape(1, 74, 3)}
+    with torch.no_grad():
+        got = mod.scan(x, {}, {"D": 3}, None, cu, chunk_size=4, fused=False)
+        monkeypatch.setattr(mod, "_wants_pieces", lambda *args: False)
+        want = mod.scan(x, {}, {"D": 3}, None, cu, chunk_size=4, fused=False)
+    assert taken == ([1] if uniform and name != "log_scan" else [])
+    for u, v in zip(got[0] + got[1], want[0] + want[1]):
+        assert _rel_err(u, v) <= TOL
 
 
 def test_chunk_parallel_option_is_checked(tmp_path):
