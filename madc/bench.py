@@ -206,7 +206,8 @@ def run_bench(file: str, shape: str = "", dtype: str = "bf16", backend: str = "t
             entries.append(_entry("madc triton, states materialised", fwd, None))
     if backend == "triton" and device.type == "cuda" and os.environ.get(
             "MADC_BENCH_LOOKBACK") == "1":
-        # opt-in until it has run on a GPU: the single-pass look-back forward (docs/triton.md)
+        # the single-pass look-back forward at every shape ("auto" takes it only where the
+        # chunk-parallel variant is wanted; docs/triton.md), as a row of its own
         tv = importlib.import_module(f"{type(ours).__module__}.triton_vector") \
             if hasattr(ours, "dims") else None
         if tv is not None:
