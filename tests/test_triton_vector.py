@@ -624,11 +624,10 @@ def test_auto_chunk_parallel_takes_the_lookback(tmp_path, monkeypatch, name, uni
     uniform sequences take the single-pass look-back (one launch) unless the log lowering
     applies; packed ones (and the log lowering) keep the three phases. Both equal the
     sequential kernel."""
-    ir, mod = _emit(os.path.join(ROOT, "examples", "scans", f"{name}.scan"), tmp_path)
+    _, mod = _emit(os.path.join(ROOT, "examples", "scans", f"{name}.scan"), tmp_path)
     taken = []
     monkeypatch.setattr(mod, "_wants_pieces", lambda *args: True)
-    lookback = mod.linear_scan_lookback if name == "linear_scan" else getattr(
-        mod, f"{name}_lookback")
+    lookback = getattr(mod, f"{name}_lookback")
     monkeypatch.setattr(mod, lookback.__name__,
                         lambda *args, **kw: taken.append(1) or lookback(*args, **kw))
     g = torch.Generator().manual_seed(8)
@@ -651,6 +650,11 @@ def test_chunk_parallel_option_is_checked(tmp_path):
     x = {"a": torch.rand(1, 5, 3), "b": torch.randn(1, 5, 3)}
     with pytest.raises(ValueError, match="chunk_parallel: got 'lookbak'"):
         mod.scan(x, {}, {"D": 3}, None, None, chunk_parallel="lookbak")
+    a, b = x["a"].reshape(5, 3), x["b"].reshape(5, 3)
+    tile = {"BT": 4, "BC": 4, "VEC": 4, "PREFETCH": 0, "num_warps": 1}
+    with pytest.raises(ValueError, match="window: got 3, expected a power of two"):
+        mod.linear_scan_lookback(a, b, torch.zeros(1, 3), torch.empty(5, 3), torch.empty(1, 3),
+                                 (1, 5), tile, window=3)
 
 
 # Tiling options (docs/triton.md): narrower vectors, prefetching the next chunk and the log
