@@ -569,15 +569,22 @@ def test_lookback_minus_inf_and_ties(name, tmp_path):
         assert _rel_err(x, y) <= TOL  # infinities in the same places, exactly
 
 
-@pytest.mark.parametrize("window,inclusive,chunks", [(32, 0, 1), (2, 0, 1), (4, None, 1),
-                                                    (2, 3, 1), (4, 8, 1), (2, 2, 3)])
-def test_lookback_folds_published_aggregates(tmp_path, window, inclusive, chunks):
+def _unpublished(*shape):
+    """Look-back slots with nothing published: all-ones bits."""
+    return torch.full(shape, -1, dtype=torch.int32).view(torch.float32)
+
+
+@pytest.mark.parametrize("window,inclusive,chunks,partial", [
+    (32, 0, 1, None), (2, 0, 1, None), (4, None, 1, None), (2, 3, 1, None), (4, 8, 1, None),
+    (2, 2, 3, None), (4, 3, 1, 7), (2, None, 1, 9)])
+def test_lookback_folds_published_aggregates(tmp_path, window, inclusive, chunks, partial):
     """The look-back's aggregate path, which the interpreter's in-order programs never take:
-    the pieces (of `chunks` chunks) after `inclusive` publish only their aggregates (flag 1),
-    piece `inclusive` its last state (flag 2; None: no piece has, so the fold reaches the
-    initial state) and the pieces before it nothing (flag 0: never waited on); the last
-    piece, started alone by its ticket, must fold them to its incoming state in rounds of
-    `window` predecessors."""
+    the pieces (of `chunks` chunks) after `inclusive` publish only their aggregates, piece
+    `inclusive` its last state too (None: no piece has, so the fold reaches the initial
+    state), piece `partial` its last state in one channel only (which must not count), and
+    the pieces before `inclusive` nothing (never waited on); the last piece, started alone
+    by its ticket, must fold them to its incoming state in rounds of `window`
+    predecessors."""
     _, mod = _emit(os.path.join(ROOT, "examples", "scans", "linear_scan.scan"), tmp_path)
     g = torch.Generator().manual_seed(6)
     N, T, C, BT = 2, 21, 3, 2
@@ -593,9 +600,8 @@ def test_lookback_folds_published_aggregates(tmp_path, window, inclusive, chunks
         for t in range(T):
             h = a[n * T + t].double() * h + b[n * T + t].double()
             want[n * T + t] = h
-    flags = torch.zeros(N * P, dtype=torch.int32)
-    agg = torch.empty(2, N * P, C)
-    inc = torch.empty(N * P, C)
+    agg = _unpublished(2, N * P, C)
+    inc = _unpublished(N * P, C)
     first = -1 if inclusive is None else inclusive
     for n in range(N):
         for p in range(max(first, 0), P - 1):
@@ -604,17 +610,36 @@ def test_lookback_folds_published_aggregates(tmp_path, window, inclusive, chunks
             for r in rows:
                 A, B = a[r].double() * A, a[r].double() * B + b[r].double()
             agg[0, n * P + p], agg[1, n * P + p] = A.float(), B.float()
-            inc[n * P + p] = want[rows[-1]].float()
-            flags[n * P + p] = 2 if p == inclusive else 1
+            if p == inclusive:
+                inc[n * P + p] = want[rows[-1]].float()
+            elif p == partial:
+                inc[n * P + p, 1] = want[rows[-1], 1].float() + 100.0  # a wrong value
     hs = torch.zeros(N * T, C)
     ht = torch.zeros(N, C)
     tile = {"BT": BT, "BC": 4, "VEC": 4, "PREFETCH": 1, "num_warps": 1}
     mod.linear_scan_lookback(a, b, h0, hs, ht, (N, T), tile, ticket=(P - 1) * N,
-                             published=(flags, agg, inc), window=window, piece=R)
+                             published=(agg, inc), window=window, piece=R)
     last = [n * T + r for n in range(N) for r in range((P - 1) * R, T)]
     assert _rel_err(hs[last], want[last]) <= TOL
     assert _rel_err(ht, want[[n * T + T - 1 for n in range(N)]]) <= TOL
     assert not hs[[r for r in range(N * T) if r not in last]].any()  # only the last pieces ran
+
+
+def test_lookback_publishes_the_all_ones_nan(tmp_path):
+    """An input holding the all-ones NaN (the bits of an unpublished look-back slot) reaches
+    the pieces' published states as another NaN, so the pieces after it do not wait on it
+    for ever; the NaNs land where the sequential kernel puts them."""
+    _, mod = _emit(os.path.join(ROOT, "examples", "scans", "linear_scan.scan"), tmp_path)
+    g = torch.Generator().manual_seed(9)
+    a = torch.rand(1, 19, 3, generator=g)
+    b = torch.randn(1, 19, 3, generator=g)
+    b[0, 6, 1] = _unpublished(1)[0]
+    with torch.no_grad():
+        got = mod.scan({"a": a, "b": b}, {}, {"D": 3}, None, None, **LOOKBACK)
+        want = mod.scan({"a": a, "b": b}, {}, {"D": 3}, None, None, chunk_parallel=False)
+    for x, y in zip(got[0] + got[1], want[0] + want[1]):
+        assert torch.equal(x.isnan(), y.isnan()) and x.isnan().any()
+        assert _rel_err(x.nan_to_num(), y.nan_to_num()) <= TOL
 
 
 @pytest.mark.parametrize("name,uniform", [("linear_scan", True), ("tropical_scan", True),
@@ -643,6 +668,31 @@ def test_auto_chunk_parallel_takes_the_lookback(tmp_path, monkeypatch, name, uni
     assert taken == ([1] if uniform and name != "log_scan" else [])
     for u, v in zip(got[0] + got[1], want[0] + want[1]):
         assert _rel_err(u, v) <= TOL
+
+
+def test_launch_keys_and_interpreter(tmp_path):
+    """`_launch`'s key tells apart what Triton specialises on (a tensor's dtype and 16-byte
+    alignment, other arguments by value); under the interpreter it is Triton's launch, caches
+    nothing and returns the meta-parameters (the direct path needs a GPU:
+    tests/gpu/test_triton_vector_gpu.py)."""
+    _, mod = _emit(os.path.join(ROOT, "examples", "scans", "linear_scan.scan"), tmp_path)
+    x = torch.zeros(9)
+    assert mod._spec(x) == mod._spec(torch.zeros(3)) != mod._spec(x[1:])
+    assert mod._spec(x) != mod._spec(x.double()) and mod._spec(4) != mod._spec(5)
+    mod._LAUNCHES.clear()
+    a, b = torch.rand(6, 3), torch.randn(6, 3)
+    h0, hs, ht = torch.zeros(1, 3), torch.empty(6, 3), torch.empty(1, 3)
+    seg = torch.tensor([0, 6])
+    tile = {"BT": 4, "BC": 4, "VEC": 4, "PREFETCH": 1, "num_warps": 1}
+    full = mod._launch(mod.linear_scan_fwd_kernel, (1, 1), a, b, h0, hs, ht, seg, 3, **tile,
+                       LOWER=False, EVEN=False, ROW=3)
+    assert full == dict(tile, LOWER=False, EVEN=False, ROW=3) and not mod._LAUNCHES
+    want = torch.empty(6, 3)
+    h = torch.zeros(3)
+    for t in range(6):
+        h = a[t] * h + b[t]
+        want[t] = h
+    assert _rel_err(hs, want) <= TOL
 
 
 def test_chunk_parallel_option_is_checked(tmp_path):

@@ -204,3 +204,48 @@ def test_log_lowering_fixup_compiled(chunk_parallel):
         got.append((y, h))
     for x, ref in zip(*got):
         assert _rel(x, ref) <= 1e-5
+
+
+def _sequential(a, b, h0):
+    """float64 states of h = a * h + b, [N, T, C] from h0 [N, C]."""
+    h, out = h0.double(), []
+    for t in range(a.shape[1]):
+        h = a[:, t].double() * h + b[:, t].double()
+        out.append(h)
+    return torch.stack(out, 1)
+
+
+def test_direct_launch_matches_the_triton_launcher():
+    """`_launch` takes a launch whose arguments specialise as an earlier one's straight to the
+    compiled kernel: the grid of each call (here its sequence count), a misaligned view (a new
+    specialisation, compiled anew) and an autotuner's config all reach the kernel as Triton's
+    own launcher would pass them; a launch hook sends launches back through Triton."""
+    from triton import knobs
+
+    mod, tv, g, _, _ = _example_scan("linear_scan", 1, seed=3)
+    tv._LAUNCHES.clear()
+    tile = dict(BT=16, BC=64, VEC=2, PREFETCH=1, num_warps=2, LOWER=False, EVEN=True)
+    tuned = tv._autotune(tv.linear_scan_fwd_kernel, [(16, 64, 2, 1, 2), (32, 64, None, 1, 4)],
+                         "C", LOWER=False)
+    for N, T, skip in ((3, 100, 0), (5, 100, 0), (5, 100, 1), (3, 100, 0)):
+        a = torch.rand(N * T * 64 + skip, generator=g).cuda()[skip:].view(N * T, 64)
+        b = torch.randn(N * T, 64, generator=g).cuda()
+        h0 = torch.randn(N, 64, generator=g).cuda()
+        seg = torch.arange(0, N * T + 1, T).cuda()
+        for kernel, meta in ((tv.linear_scan_fwd_kernel, tile), (tuned, {})):
+            hs, ht = torch.zeros_like(a), torch.zeros(N, 64).cuda()
+            grid = (lambda m, N=N: (1, N)) if not meta else (1, N)
+            full = tv._launch(kernel, grid, a, b, h0, hs, ht, seg, 64, ROW=64, **meta)
+            assert full["BT"] in (16, 32) and full["ROW"] == 64
+            want = _sequential(a.view(N, T, 64), b.view(N, T, 64), h0)
+            assert _rel(hs.view(N, T, 64), want) <= 1e-5 and _rel(ht, want[:, -1]) <= 1e-5
+    # two kernels (one through its autotuner) x three specialisations (aligned or not x
+    # the sequence count is not one of them)
+    assert len(tv._LAUNCHES) == 4
+    seen = []
+    knobs.runtime.launch_enter_hook.add(seen.append)
+    try:
+        tv._launch(tv.linear_scan_fwd_kernel, (1, N), a, b, h0, hs, ht, seg, 64, ROW=64, **tile)
+    finally:
+        knobs.runtime.launch_enter_hook.remove(seen.append)
+    assert len(seen) == 1
