@@ -3,7 +3,7 @@ in one process with the copy bandwidth, so the autotune lists and heuristics of
 `codegen/triton_vector.py.j2` come from measurements (docs/triton.md).
 
     python3 scripts/gpu_tiles.py PART [PART ...]
-    # parts: b8 fp32 log bwd bwd2 b1 lookback host ssm depth ab v4 rows
+    # parts: b8 fp32 log bwd bwd2 b1 lookback lookback1 host ssm depth ab v4 rows
 
 A tile is `BT,BC,VEC,PREFETCH,WARPS` (the chunk_size, block_channels, vector_width, prefetch
 and num_warps options of the generated `scan`). Times are
@@ -63,7 +63,7 @@ B1_TILES = ["16,256,2,1,4", "16,256,2,0,4", "32,256,2,1,4", "8,256,2,1,4", "16,1
 # its aggregate and for the states) with in-thread tiles, at the windows of LOOKBACK_WINDOWS
 # (tv.LOOKBACK_WINDOW); the first tile also at the programs per SM of LOOKBACK_PER_SM
 LOOKBACK = ["16,256,2,1,4", "32,128,2,1,2", "16,128,2,1,2", "32,64,2,1,1", "16,256,2,0,4"]
-LOOKBACK_WINDOWS = (8, 16)
+LOOKBACK_WINDOWS = (8, 16, 32)
 LOOKBACK_PER_SM = (2, 8, 16)
 # session 7: prefetch depth (PREFETCH chunks of reads in flight; ptxas: bf16 forward 32 rows
 # depth 2 254 registers, 16 rows depth 3 166; backward 8 rows depth 3 164, 16 rows depth 2
@@ -263,8 +263,8 @@ def main(parts):
         case = Case(f"{S}/linear_scan.scan", B1, bf16)
         sweep(case, B1_TILES, bw, measure, {"chunk_parallel": True}, fb=True, graph=True)
         profile(case, {"chunk_parallel": True} | _options(B1_TILES[0]), "B1 three-phase")
-    if "lookback" in parts:
-        for shape in (B1, B8):
+    if "lookback" in parts or "lookback1" in parts:  # lookback1: B=1 only
+        for shape in (B1, B8) if "lookback" in parts else (B1,):
             case = Case(f"{S}/linear_scan.scan", shape, bf16)
             baseline(case, bw, measure)
             tv = case.tv

@@ -5,7 +5,8 @@
 Every Triton kernel and autotuner of the emitted `triton_vector` module is replaced by a
 launcher that does nothing, so what is timed is the Python and torch work around the
 launches (input checks, views, allocations, tiling, piece tables), on this machine's CPU.
-`--pieces` takes the chunk-parallel path (three launches), as B=1 T=65536 does on a GPU.
+`--pieces` takes the three-phase chunk-parallel path (three launches), `--lookback` the
+single-pass one that B=1 T=65536 takes on a GPU.
 Triton's own launch cost is not included: it needs a GPU driver (`scripts/gpu_tiles.py host`
 profiles the whole call on the device).
 """
@@ -36,6 +37,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("spec", nargs="?", default="examples/scans/linear_scan.scan")
     parser.add_argument("--pieces", action="store_true", help="the chunk-parallel path")
+    parser.add_argument("--lookback", action="store_true", help="the single-pass look-back")
     parser.add_argument("--calls", type=int, default=2000)
     args = parser.parse_args()
     mod = madc.load(args.spec, backend="triton", D=256)
@@ -49,7 +51,8 @@ def main() -> None:
     inputs = {n: torch.rand((1, 65536) + heads + tuple(s), dtype=torch.bfloat16)
               for n, s in mod.inputs.items()}
     params = dict(mod.named_parameters())
-    options = {"chunk_parallel": True} if args.pieces else {}
+    options = ({"chunk_parallel": True} if args.pieces
+               else {"chunk_parallel": "lookback"} if args.lookback else {})
     with torch.no_grad():
         for _ in range(50):
             tv.scan(inputs, params, mod.dims, None, None, **options)
