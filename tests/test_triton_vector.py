@@ -625,11 +625,16 @@ def test_lookback_folds_published_aggregates(tmp_path, window, inclusive, chunks
     assert not hs[[r for r in range(N * T) if r not in last]].any()  # only the last pieces ran
 
 
-def test_lookback_publishes_the_all_ones_nan(tmp_path):
+def test_lookback_publishes_the_all_ones_nan(tmp_path, monkeypatch):
     """An input holding the all-ones NaN (the bits of an unpublished look-back slot) reaches
     the pieces' published states as another NaN, so the pieces after it do not wait on it
-    for ever; the NaNs land where the sequential kernel puts them."""
+    for ever; the NaNs land where the sequential kernel puts them. Without gradients too,
+    chunk_parallel="lookback" runs the look-back, not the fused forward."""
     _, mod = _emit(os.path.join(ROOT, "examples", "scans", "linear_scan.scan"), tmp_path)
+    taken = []
+    lookback = mod.linear_scan_lookback
+    monkeypatch.setattr(mod, "linear_scan_lookback",
+                        lambda *args, **kw: taken.append(1) or lookback(*args, **kw))
     g = torch.Generator().manual_seed(9)
     a = torch.rand(1, 19, 3, generator=g)
     b = torch.randn(1, 19, 3, generator=g)
@@ -637,6 +642,7 @@ def test_lookback_publishes_the_all_ones_nan(tmp_path):
     with torch.no_grad():
         got = mod.scan({"a": a, "b": b}, {}, {"D": 3}, None, None, **LOOKBACK)
         want = mod.scan({"a": a, "b": b}, {}, {"D": 3}, None, None, chunk_parallel=False)
+    assert taken == [1]
     for x, y in zip(got[0] + got[1], want[0] + want[1]):
         assert torch.equal(x.isnan(), y.isnan()) and x.isnan().any()
         assert _rel_err(x.nan_to_num(), y.nan_to_num()) <= TOL
