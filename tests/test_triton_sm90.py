@@ -60,3 +60,32 @@ def test_ptx_report_backward_scan_stays_in_thread(tmp_path):
     missing = subprocess.run([sys.executable, str(TOOL), "ptx", str(jobs), "no_such_kernel"],
                              env=env, capture_output=True, text=True, timeout=600)
     assert missing.returncode == 1 and "not among the recorded" in missing.stdout
+
+
+def test_ptx_report_fused_ssm_keeps_a_channel_per_lane(tmp_path):
+    """The fused selective SSM (state [D, N], held [N, D]: `_fused_for`'s swap) at its
+    default tile (4 rows, 32 channels, 1 warp, 3 stages): one channel per lane, so the
+    readout's sum over N needs no lane shuffle, and Triton's pipeliner prefetches the
+    chunk's loads with cp.async (session 15, docs/triton.md). Before the swap the loop took
+    32 shuffles per chunk and ran softplus once per lane of N (4x)."""
+    env = os.environ | {"MADC_CACHE_DIR": str(tmp_path / "cache"), "TRITON_INTERPRET": "1"}
+    jobs = tmp_path / "jobs.pkl"
+    rec = subprocess.run([sys.executable, str(TOOL), "record", str(REPO / "ops/selective_ssm.scan"),
+                          str(jobs)], env=env, capture_output=True, text=True, timeout=600)
+    assert rec.returncode == 0, rec.stdout + rec.stderr
+    env.pop("TRITON_INTERPRET")
+    tile = ["n_D=2048", "n_N=16", "BT=4", "BC=32", "VEC=32", "PREFETCH=0", "num_warps=1",
+            "STAGES=3", "EVEN=True", "ROW=2048", "P_N=16", "FULL_N=True"]
+    bf16 = [f"{p}=@bfloat16" for p in ("p_x", "p_dt", "p_out_y")]
+    out = subprocess.run([sys.executable, str(TOOL), "ptx", str(jobs),
+                          "selective_ssm_fused_fwd_kernel", *tile, *bf16], env=env,
+                         capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stdout + out.stderr
+    lines = out.stdout.splitlines()
+    assert "0 bytes spill stores" in lines[0], out.stdout
+    counts = dict(item.rsplit(" ", 1) for item in lines[1].split(": ", 1)[1].split(", "))
+    assert "shfl" not in counts and int(counts.get("cp", 0)) > 0, out.stdout
+    # ex2 per thread: in each of the steady and the tail loop 4 rows x 16 state elements
+    # plus softplus once per row, and the static -exp(A_log) of its channel's 16 (softplus
+    # once per lane of N would add 2 x 12)
+    assert int(counts["ex2"]) <= 2 * (4 * 16 + 4) + 16, out.stdout

@@ -339,7 +339,8 @@ def test_fused_forward_matches_oracle(path, tmp_path):
         pytest.skip("no fused forward for this spec")
     dims, inputs, params = _fused_matches_oracle(
         ir, mod, 29, ({"fused": True}, {"fused": True, "prefetch": True, "vector_width": 2},
-                      {"fused": True, "prefetch": 3, "chunk_size": 4}))
+                      {"fused": True, "prefetch": 3, "chunk_size": 4},
+                      {"fused": True, "chunk_size": 4, "block_channels": 32, "stages": 2}))
     with torch.no_grad():  # packed sequences through the fused kernel
         cu = torch.tensor([0, 7, 7, 29])
         packed = {k: v[:1].detach().float() for k, v in inputs.items()}
@@ -745,6 +746,14 @@ def test_prefetch_option_is_checked(value, tmp_path):
     x = {"a": torch.rand(1, 5, 3), "b": torch.randn(1, 5, 3)}
     with pytest.raises(ValueError, match="prefetch: got"):
         mod.scan(x, {}, {"D": 3}, None, None, prefetch=value)
+
+
+@pytest.mark.parametrize("value", [0, 7, True, "3"])
+def test_stages_option_is_checked(value, tmp_path):
+    _, mod = _emit(os.path.join(ROOT, "examples", "scans", "linear_scan.scan"), tmp_path)
+    x = {"a": torch.rand(1, 5, 3), "b": torch.randn(1, 5, 3)}
+    with pytest.raises(ValueError, match="stages: got"):
+        mod.scan(x, {}, {"D": 3}, None, None, stages=value)
 
 
 def test_log_lowering_option_is_checked(tmp_path):

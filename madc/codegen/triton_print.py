@@ -195,14 +195,21 @@ class TilePrinter:
 
     `names` maps a Ref name to its tile variable; `channel` is the dim the program blocks;
     `mask(dim, rank, axis)` returns the code of a validity mask of `dim` placed on tile axis
-    `axis` of a rank-`rank` tile. Anything outside the supported subset raises PrintError
-    (the backend then runs the unfused path)."""
+    `axis` of a rank-`rank` tile. `swap`: a value of rank 2 is held with its two axes
+    exchanged (tile [BT, e2, e1]), so that a state whose channel dim comes first still has
+    the channel on the tile's last axis (`_fused_for`). Anything outside the supported subset
+    raises PrintError (the backend then runs the unfused path)."""
 
-    def __init__(self, semiring: Semiring, names: dict, channel: str, mask):
+    def __init__(self, semiring: Semiring, names: dict, channel: str, mask, swap=False):
         self.semiring = semiring
         self.names = names
         self.channel = channel
         self.mask = mask
+        self.swap = swap
+
+    def axis(self, rank: int, axis: int) -> int:
+        """The tile axis (0 is time) of axis `axis` (>= 0) of a rank-`rank` value."""
+        return 1 + (rank - 1 - axis if self.swap and rank == 2 else axis)
 
     def __call__(self, node) -> str:
         method = getattr(self, "_print_" + type(node).__name__, None)
@@ -218,6 +225,8 @@ class TilePrinter:
         k = len(child.shape)
         if k == rank or type(child).__name__ == "Num":
             return code
+        if self.swap and rank == 2 and k == 1:  # broadcast along the first axis, held last
+            return f"{code}[:, :, None]"
         return f"{code}[{', '.join([':'] + ['None'] * (rank - k) + [':'] * k)}]"
 
     def _print_Ref(self, n):
@@ -275,17 +284,21 @@ class TilePrinter:
         dim = x.shape[axis]
         if dim == self.channel:
             raise PrintError("a reduction over the channel dim is not fused")
-        ax = 1 + k + axis
+        ax = self.axis(k, axis % k)
         if dim == 1:
             return f"{fn}({self(x)}, {ax})"
         return f"{fn}(tl.where({self.mask(dim, k + 1, ax)}, {self(x)}, {pad}), {ax})"
 
     def _print_Index(self, n):
-        items = [":"] + [":" if i == "slice" else "None" if i == "newaxis" else "#" for i in
-                         n.items]
+        items = [":" if i == "slice" else "None" if i == "newaxis" else "#" for i in n.items]
         if "#" in items:
             raise PrintError("integer indexing is not fused")
-        return f"{self(n.x)}[{', '.join(items)}]"
+        items += [":"] * (len(n.shape) - len(items))  # the axes the index leaves implicit
+        if self.swap and len(n.shape) == 2:
+            if len(n.x.shape) == 2 and items != [":", ":"]:
+                raise PrintError("this index of a rank-2 value is not fused")
+            items.reverse()
+        return f"{self(n.x)}[{', '.join([':'] + items)}]"
 
     def _print_SAdd(self, n):
         r = len(n.shape)

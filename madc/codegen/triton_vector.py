@@ -206,7 +206,7 @@ def _place(vec: str, rank: int, axis: int) -> str:
     return f"{vec}[{', '.join(':' if i == axis else 'None' for i in range(rank))}]"
 
 
-def _load(ptr: str, shape: tuple, varying: bool, other: str = "0.0") -> str:
+def _load(ptr: str, shape: tuple, varying: bool, other: str = "0.0", swap: bool = False) -> str:
     """A masked load of a contiguous [rows, *shape] tensor as a [BT or 1, *shape] tile.
 
     A varying tile's pointers are its first row's (`r0`, one int64 scalar per chunk) plus
@@ -220,11 +220,24 @@ def _load(ptr: str, shape: tuple, varying: bool, other: str = "0.0") -> str:
     masks = [_place("m_t", rank, 0)] if varying else []
     for j, d in enumerate(shape):
         stride = " * ".join(f"n_{e}" for e in shape[j + 1:]) or "1"
-        offs.append(f"{_place(f'o_{d}', rank, j + 1)}.to(tl.int64) * ({stride})")
-        masks.append(_place(f"m_{d}", rank, j + 1))
+        ax = len(shape) - j if swap and len(shape) == 2 else j + 1
+        offs.append(f"{_place(f'o_{d}', rank, ax)}.to(tl.int64) * ({stride})")
+        masks.append(_place(f"m_{d}", rank, ax))
     mask = " & ".join(masks) if masks else "None"
     base = f"{ptr} + r0 * ({size})" if varying else ptr
     return f"tl.load({base} + ({' + '.join(offs) or '0'}), mask={mask}, other={other})"
+
+
+def _static_load(ptr: str, shape: tuple, swap: bool) -> str:
+    """A param's tile [1, *shape] in the compute dtype. With `swap`, a rank-2 param is loaded
+    as a [e2, e1] tile and given its time axis after: Triton lays a load out along its
+    contiguous dim (here the non-channel one, the last in memory), and a rank-3 load's layout
+    would become the loop's (a state dim across lanes); a rank-2 load's stays outside it."""
+    if not (swap and len(shape) == 2):
+        return f"{_load(ptr, shape, False)}.to(CDT)"
+    d0, d1 = shape
+    return (f"tl.load({ptr} + (o_{d0}[None, :].to(tl.int64) * (n_{d1}) + o_{d1}[:, None]), "
+            f"mask=m_{d0}[None, :] & m_{d1}[:, None], other=0.0).to(CDT)[None, :, :]")
 
 
 def _fused_for(ir: ScanIR, shape: tuple, channel: str) -> dict:
@@ -234,19 +247,25 @@ def _fused_for(ir: ScanIR, shape: tuple, channel: str) -> dict:
     names.update({p.name: f"s_{p.name}" for p in ir.params})
     names[ir.states[0].name] = "b_y"
     rank = 1 + len(shape)
+    # a rank-2 state whose channel dim comes first is held with its axes exchanged: the
+    # channel is then the tiles' last axis, so (at VEC 1) each lane holds one channel's whole
+    # state row and the chunk's rows, and the readout's sum and the prologue of the
+    # channel-only values stay in the lane (docs/triton.md, session 15)
+    swap = len(shape) == 2 and channel == shape[0]
     tp = TilePrinter(ir.semiring, names, channel,
-                     lambda d, r, ax: _place(f"m_{d}", r, ax))
+                     lambda d, r, ax: _place(f"m_{d}", r, ax), swap)
     static, chunk = [], []
     for p in ir.params:
-        static.append(f"s_{p.name} = {_load('p_' + p.name, p.shape, False)}.to(CDT)")
-    loads = [(i.name, _load("p_" + i.name, i.shape, True)) for i in ir.inputs]
+        static.append(f"s_{p.name} = {_static_load('p_' + p.name, p.shape, swap)}")
+    loads = [(i.name, _load("p_" + i.name, i.shape, True, swap=swap)) for i in ir.inputs]
     for let in ir.lets:
         var = ("v_" if let.expr.varying else "s_") + let.name
         code = f"{var} = {tp(let.expr)}"
         names[let.name] = var
         (chunk if let.expr.varying else static).append(code)
     update = ir.updates[0]
-    full = "(BT, " + ", ".join("BC" if d == channel else f"P_{d}" for d in shape) + ")"
+    held = shape[::-1] if swap else shape
+    full = "(BT, " + ", ".join("BC" if d == channel else f"P_{d}" for d in held) + ")"
     tr = update.transition
     coeff = "ONE" if tr.coeff is None else tp._op(tr.coeff, len(shape))
     inject = "ZERO" if update.inject is None else tp._op(update.inject, len(shape))
@@ -264,11 +283,11 @@ def _fused_for(ir: ScanIR, shape: tuple, channel: str) -> dict:
         post.append(f"v_r_{r.name} = {tp(r.expr)}")
     for o in ir.outputs:
         post.append(f"v_o_{o.name} = {tp(o.expr)}")
-        offs = _load("p_out_" + o.name, o.expr.shape, True).replace("tl.load(", "(")
+        offs = _load("p_out_" + o.name, o.expr.shape, True, swap=swap).replace("tl.load(", "(")
         ptr, _, mask = offs[1:-1].rpartition(", other=")[0].rpartition(", mask=")
         stores.append(f"tl.store({ptr}, v_o_{o.name}.to(p_out_{o.name}.dtype.element_ty), "
                       f"mask={mask})")
-    h0 = _state_load(shape)
+    h0 = _state_load(shape, swap)
     dims = list(shape)
     # nothing to fuse: no prologue, the inputs are the coefficient and the injected term, and
     # the outputs are the state itself (the unfused kernels move the same bytes)
@@ -294,19 +313,34 @@ def _fused_for(ir: ScanIR, shape: tuple, channel: str) -> dict:
         "last": _place("(o_r == tl.minimum(eos - t0, BT) - 1)", rank, 0),
         "first_r": _place("(o_r == 0)", rank, 0),
         "last_r": _place("(o_r == BT - 1)", rank, 0),
-        "state_mask": " & ".join(_place(f"m_{d}", len(shape), j) for j, d in
-                                 enumerate(shape)),
-        "state_offs": _state_offs(shape),
+        "state_mask": _state_mask(shape, swap),
+        "state_offs": _state_offs(shape, swap),
+        "swap": swap,
     }
 
 
-def _state_offs(shape: tuple) -> str:
+def _state_axis(shape: tuple, j: int, swap: bool) -> int:
+    return len(shape) - 1 - j if swap else j
+
+
+def _state_offs(shape: tuple, swap: bool = False) -> str:
     r = len(shape)
-    return " + ".join(f"{_place(f'o_{d}', r, j)} * ("
+    return " + ".join(f"{_place(f'o_{d}', r, _state_axis(shape, j, swap))} * ("
                       f"{' * '.join(f'n_{e}' for e in shape[j + 1:]) or '1'})"
                       for j, d in enumerate(shape))
 
 
-def _state_load(shape: tuple) -> str:
-    mask = " & ".join(_place(f"m_{d}", len(shape), j) for j, d in enumerate(shape))
-    return f"tl.load(p_h0 + i_n * STATE + {_state_offs(shape)}, mask={mask}, other=0.0)"
+def _state_mask(shape: tuple, swap: bool = False) -> str:
+    return " & ".join(_place(f"m_{d}", len(shape), _state_axis(shape, j, swap))
+                      for j, d in enumerate(shape))
+
+
+def _state_load(shape: tuple, swap: bool = False) -> str:
+    """The initial state's tile. With `swap` the launcher passes it with its two dims
+    exchanged in memory (channel-contiguous), read a row per state index (`_state_rows`)."""
+    if swap:
+        d0, d1 = shape
+        return (f"_state_rows(p_h0 + i_n * STATE, o_{d0}, m_{d0}, n_{d0}, n_{d1}, P_{d1}, "
+                f"BC)")
+    return (f"tl.load(p_h0 + i_n * STATE + {_state_offs(shape)}, "
+            f"mask={_state_mask(shape)}, other=0.0)")

@@ -18,7 +18,8 @@ compiler rejects (a non-constexpr global read inside a kernel, say). This tool c
                                              # num_warps=2), pointers 16-byte aligned as on a
                                              # GPU: ptxas's registers and spills, then the PTX
                                              # instructions per source line, most first
-                                             # (MADC_PTX_OUT=FILE also writes the PTX)
+                                             # (MADC_PTX_OUT=FILE also writes the PTX,
+                                             # MADC_TTGIR_OUT=FILE the layouts' IR)
 
 The `ptx` mode is how session 6 found the backward's lane shuffles, its spilling tiles and the
 fused selective SSM's instruction count without a GPU (docs/triton.md).
@@ -211,6 +212,8 @@ def ptx_report(jobs_path: str, name: str, overrides: list[str]) -> int:
     ptx = compiled.asm["ptx"]
     if os.environ.get("MADC_PTX_OUT"):  # the whole PTX, to read a loop's body
         Path(os.environ["MADC_PTX_OUT"]).write_text(ptx)
+    if os.environ.get("MADC_TTGIR_OUT"):  # Triton's GPU IR: the layouts it chose per tensor
+        Path(os.environ["MADC_TTGIR_OUT"]).write_text(compiled.asm["ttgir"])
     ptxas = Path(triton.__file__).parent / "backends" / "nvidia" / "bin" / "ptxas"
     with tempfile.TemporaryDirectory() as tmp:
         src = Path(tmp) / "k.ptx"
