@@ -63,8 +63,8 @@ def test_ptx_report_backward_scan_stays_in_thread(tmp_path):
 
 
 def test_ptx_report_fused_ssm_keeps_a_channel_per_lane(tmp_path):
-    """The fused selective SSM (state [D, N], held [N, D]: `_fused_for`'s swap) at its
-    default tile (4 rows, 32 channels, 1 warp, 3 stages): one channel per lane, so the
+    """The fused selective SSM (state [D, N], held [N, D]: `_fused_for`'s swap) at the
+    autotune's 4x32 tile (1 warp, 3 stages): one channel per lane, so the
     readout's sum over N needs no lane shuffle, and Triton's pipeliner prefetches the
     chunk's loads with cp.async (session 15, docs/triton.md). Before the swap the loop took
     32 shuffles per chunk and ran softplus once per lane of N (4x)."""

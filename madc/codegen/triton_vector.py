@@ -248,9 +248,9 @@ def _fused_for(ir: ScanIR, shape: tuple, channel: str) -> dict:
     names[ir.states[0].name] = "b_y"
     rank = 1 + len(shape)
     # a rank-2 state whose channel dim comes first is held with its axes exchanged: the
-    # channel is then the tiles' last axis, so (at VEC 1) each lane holds one channel's whole
-    # state row and the chunk's rows, and the readout's sum and the prologue of the
-    # channel-only values stay in the lane (docs/triton.md, session 15)
+    # channel is then the tiles' last axis, which Triton spreads over the lanes, so each lane
+    # holds one channel's whole state row and the chunk's rows, and the readout's sum and
+    # the prologue of the channel-only values stay in the lane (docs/triton.md, session 15)
     swap = len(shape) == 2 and channel == shape[0]
     tp = TilePrinter(ir.semiring, names, channel,
                      lambda d, r, ax: _place(f"m_{d}", r, ax), swap)
