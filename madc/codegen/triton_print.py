@@ -190,6 +190,12 @@ _TILE_REDUCE = {"sum": ("tl.sum", "0.0"), "amax": ("tl.max", "-INF"),
                 "amin": ("tl.min", "INF")}
 
 
+def held_axis(rank: int, axis: int, swap: bool) -> int:
+    """Where axis `axis` (>= 0) of a rank-`rank` value sits among the axes its tile holds
+    (after time): with `swap` a rank-2 value is held with its two axes exchanged."""
+    return rank - 1 - axis if swap and rank == 2 else axis
+
+
 class TilePrinter:
     """Print real and semiring IR expressions as Triton tile code for the fused kernel.
 
@@ -207,9 +213,6 @@ class TilePrinter:
         self.mask = mask
         self.swap = swap
 
-    def axis(self, rank: int, axis: int) -> int:
-        """The tile axis (0 is time) of axis `axis` (>= 0) of a rank-`rank` value."""
-        return 1 + (rank - 1 - axis if self.swap and rank == 2 else axis)
 
     def __call__(self, node) -> str:
         method = getattr(self, "_print_" + type(node).__name__, None)
@@ -284,7 +287,7 @@ class TilePrinter:
         dim = x.shape[axis]
         if dim == self.channel:
             raise PrintError("a reduction over the channel dim is not fused")
-        ax = self.axis(k, axis % k)
+        ax = 1 + held_axis(k, axis % k, self.swap)
         if dim == 1:
             return f"{fn}({self(x)}, {ax})"
         return f"{fn}(tl.where({self.mask(dim, k + 1, ax)}, {self(x)}, {pad}), {ax})"

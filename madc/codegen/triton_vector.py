@@ -36,7 +36,13 @@ from madc.codegen.torch_print import (
     TorchPrinter,
     strip_parens,
 )
-from madc.codegen.triton_print import TRITON, PrintError, SympyPrinter, semiring_op
+from madc.codegen.triton_print import (
+    TRITON,
+    PrintError,
+    SympyPrinter,
+    held_axis,
+    semiring_op,
+)
 from madc.ir import ScanIR
 
 
@@ -220,7 +226,7 @@ def _load(ptr: str, shape: tuple, varying: bool, other: str = "0.0", swap: bool 
     masks = [_place("m_t", rank, 0)] if varying else []
     for j, d in enumerate(shape):
         stride = " * ".join(f"n_{e}" for e in shape[j + 1:]) or "1"
-        ax = len(shape) - j if swap and len(shape) == 2 else j + 1
+        ax = 1 + held_axis(len(shape), j, swap)
         offs.append(f"{_place(f'o_{d}', rank, ax)}.to(tl.int64) * ({stride})")
         masks.append(_place(f"m_{d}", rank, ax))
     mask = " & ".join(masks) if masks else "None"
@@ -319,19 +325,15 @@ def _fused_for(ir: ScanIR, shape: tuple, channel: str) -> dict:
     }
 
 
-def _state_axis(shape: tuple, j: int, swap: bool) -> int:
-    return len(shape) - 1 - j if swap else j
-
-
 def _state_offs(shape: tuple, swap: bool = False) -> str:
     r = len(shape)
-    return " + ".join(f"{_place(f'o_{d}', r, _state_axis(shape, j, swap))} * ("
+    return " + ".join(f"{_place(f'o_{d}', r, held_axis(len(shape), j, swap))} * ("
                       f"{' * '.join(f'n_{e}' for e in shape[j + 1:]) or '1'})"
                       for j, d in enumerate(shape))
 
 
 def _state_mask(shape: tuple, swap: bool = False) -> str:
-    return " & ".join(_place(f"m_{d}", len(shape), _state_axis(shape, j, swap))
+    return " & ".join(_place(f"m_{d}", len(shape), held_axis(len(shape), j, swap))
                       for j, d in enumerate(shape))
 
 
