@@ -62,20 +62,25 @@ def test_ptx_report_backward_scan_stays_in_thread(tmp_path):
     assert missing.returncode == 1 and "not among the recorded" in missing.stdout
 
 
-def test_ptx_report_fused_ssm_keeps_a_channel_per_lane(tmp_path):
+@pytest.mark.parametrize("split", [1, 2])
+def test_ptx_report_fused_ssm_keeps_a_channel_per_lane(split, tmp_path):
     """The fused selective SSM (state [D, N], held [N, D]: `_fused_for`'s swap) at the
-    autotune's 4x32 tile (1 warp, 3 stages): one channel per lane, so the
-    readout's sum over N needs no lane shuffle, and Triton's pipeliner prefetches the
-    chunk's loads with cp.async (session 15, docs/triton.md). Before the swap the loop took
-    32 shuffles per chunk and ran softplus once per lane of N (4x)."""
+    autotune's tiles: 4x32, 1 warp, 3 stages, one channel per lane, so the readout's sum over
+    N needs no lane shuffle; and 8x16 with two lanes per channel (split 2, each lane holding
+    half of N: one shuffle per row for the readout's sum) and an unrolled steady loop. Both
+    without spills, and Triton's pipeliner prefetches the chunk's loads with cp.async
+    (sessions 15 and 16, docs/triton.md). Before the swap the loop took 32 shuffles per chunk
+    and ran softplus once per lane of N (4x)."""
     env = os.environ | {"MADC_CACHE_DIR": str(tmp_path / "cache"), "TRITON_INTERPRET": "1"}
     jobs = tmp_path / "jobs.pkl"
     rec = subprocess.run([sys.executable, str(TOOL), "record", str(REPO / "ops/selective_ssm.scan"),
                           str(jobs)], env=env, capture_output=True, text=True, timeout=600)
     assert rec.returncode == 0, rec.stdout + rec.stderr
     env.pop("TRITON_INTERPRET")
-    tile = ["n_D=2048", "n_N=16", "BT=4", "BC=32", "VEC=32", "PREFETCH=0", "num_warps=1",
-            "STAGES=3", "EVEN=True", "ROW=2048", "P_N=16", "FULL_N=True"]
+    bt, bc, unroll = (4, 32, 1) if split == 1 else (8, 16, 2)
+    tile = ["n_D=2048", "n_N=16", f"BT={bt}", f"BC={bc}", f"VEC={bc}", "PREFETCH=0",
+            "num_warps=1", "STAGES=3", f"UNROLL={unroll}", f"SPLIT={split}", "EVEN=True",
+            "ROW=2048", "P_N=16", "FULL_N=True"]
     bf16 = [f"{p}=@bfloat16" for p in ("p_x", "p_dt", "p_out_y")]
     out = subprocess.run([sys.executable, str(TOOL), "ptx", str(jobs),
                           "selective_ssm_fused_fwd_kernel", *tile, *bf16], env=env,
@@ -84,8 +89,16 @@ def test_ptx_report_fused_ssm_keeps_a_channel_per_lane(tmp_path):
     lines = out.stdout.splitlines()
     assert "0 bytes spill stores" in lines[0], out.stdout
     counts = dict(item.rsplit(" ", 1) for item in lines[1].split(": ", 1)[1].split(", "))
-    assert "shfl" not in counts and int(counts.get("cp", 0)) > 0, out.stdout
-    # ex2 per thread: in each of the steady and the tail loop 4 rows x 16 state elements
-    # plus softplus once per row, and the static -exp(A_log) of its channel's 16 (softplus
-    # once per lane of N would add 2 x 12)
-    assert int(counts["ex2"]) <= 2 * (4 * 16 + 4) + 16, out.stdout
+    assert int(counts.get("cp", 0)) > 0, out.stdout
+    # chunks in the loops: the steady loop's body (UNROLL of them), the unrolled loop's
+    # remainder (one) and the tail loop (one)
+    chunks = unroll + (unroll > 1) + 1
+    if split == 1:
+        assert "shfl" not in counts, out.stdout
+    else:
+        # the readout's sum over N: one shuffle per row of every chunk
+        assert 0 < int(counts["shfl"]) <= 2 * bt * chunks, out.stdout
+    # ex2 per thread: per row of every chunk its lane's 16 / split state elements plus
+    # softplus once, and the static -exp(A_log) of its 16 / split (softplus once per lane of
+    # N would add 2 x 12 per row at split 1)
+    assert int(counts["ex2"]) <= chunks * bt * (16 // split + 1) + 16 // split, out.stdout

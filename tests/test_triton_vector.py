@@ -340,7 +340,10 @@ def test_fused_forward_matches_oracle(path, tmp_path):
     dims, inputs, params = _fused_matches_oracle(
         ir, mod, 29, ({"fused": True}, {"fused": True, "prefetch": True, "vector_width": 2},
                       {"fused": True, "prefetch": 3, "chunk_size": 4},
-                      {"fused": True, "chunk_size": 4, "block_channels": 32, "stages": 2}))
+                      {"fused": True, "chunk_size": 4, "block_channels": 32, "stages": 2,
+                       "unroll": 2},
+                      {"fused": True, "chunk_size": 8, "block_channels": 4, "split": 2},
+                      {"fused": True, "block_channels": 2, "split": 8}))
     with torch.no_grad():  # packed sequences through the fused kernel
         cu = torch.tensor([0, 7, 7, 29])
         packed = {k: v[:1].detach().float() for k, v in inputs.items()}
@@ -754,6 +757,22 @@ def test_stages_option_is_checked(value, tmp_path):
     x = {"a": torch.rand(1, 5, 3), "b": torch.randn(1, 5, 3)}
     with pytest.raises(ValueError, match="stages: got"):
         mod.scan(x, {}, {"D": 3}, None, None, stages=value)
+
+
+@pytest.mark.parametrize("value", [0, 9, True, 2.0])
+def test_unroll_option_is_checked(value, tmp_path):
+    _, mod = _emit(os.path.join(ROOT, "examples", "scans", "linear_scan.scan"), tmp_path)
+    x = {"a": torch.rand(1, 5, 3), "b": torch.randn(1, 5, 3)}
+    with pytest.raises(ValueError, match="unroll: got"):
+        mod.scan(x, {}, {"D": 3}, None, None, unroll=value)
+
+
+@pytest.mark.parametrize("value", [0, 3, True, "2"])
+def test_split_option_is_checked(value, tmp_path):
+    _, mod = _emit(os.path.join(ROOT, "examples", "scans", "linear_scan.scan"), tmp_path)
+    x = {"a": torch.rand(1, 5, 3), "b": torch.randn(1, 5, 3)}
+    with pytest.raises(ValueError, match="split: got"):
+        mod.scan(x, {}, {"D": 3}, None, None, split=value)
 
 
 def test_log_lowering_option_is_checked(tmp_path):

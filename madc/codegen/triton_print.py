@@ -191,27 +191,57 @@ _TILE_REDUCE = {"sum": ("tl.sum", "0.0"), "amax": ("tl.max", "-INF"),
 
 
 def held_axis(rank: int, axis: int, swap: bool) -> int:
-    """Where axis `axis` (>= 0) of a rank-`rank` value sits among the axes its tile holds
-    (after time): with `swap` a rank-2 value is held with its two axes exchanged."""
+    """Which of the dims a rank-`rank` value's tile holds (after time) is its axis `axis`
+    (>= 0): with `swap` a rank-2 value is held with its two axes exchanged."""
     return rank - 1 - axis if swap and rank == 2 else axis
+
+
+def held_axes(dims, swap: bool, split=None) -> list:
+    """[(dim, first tile axis after time, width)] of a value of IR dims `dims`, in the order
+    its tile holds them: with `swap` a rank-2 value's two dims exchanged, and the dim `split`
+    held on two axes [H, S] (element h + s * H of the dim at [h, s]; S lanes share it). A
+    swapped rank-2 value holds whatever stands in the split dim's place (it, or a size-1
+    dim) on two axes, so that every rank-2 tile has the same rank."""
+    swapped = swap and len(dims) == 2
+    order = list(dims)[::-1] if swapped else list(dims)
+    out, at = [], 0
+    for i, d in enumerate(order):
+        width = 2 if split is not None and (d == split or swapped and i == 0) else 1
+        out.append((d, at, width))
+        at += width
+    return out
+
+
+def place(vec: str, rank: int, axis: int, width: int = 1) -> str:
+    """`vec` (of `width` axes) indexed onto axes axis..axis + width - 1 of a rank-`rank`
+    tile."""
+    items = [":" if axis <= i < axis + width else "None" for i in range(rank)]
+    return f"{vec}[{', '.join(items)}]"
 
 
 class TilePrinter:
     """Print real and semiring IR expressions as Triton tile code for the fused kernel.
 
     `names` maps a Ref name to its tile variable; `channel` is the dim the program blocks;
-    `mask(dim, rank, axis)` returns the code of a validity mask of `dim` placed on tile axis
-    `axis` of a rank-`rank` tile. `swap`: a value of rank 2 is held with its two axes
-    exchanged (tile [BT, e2, e1]), so that a state whose channel dim comes first still has
-    the channel on the tile's last axis (`_fused_for`). Anything outside the supported subset
-    raises PrintError (the backend then runs the unfused path)."""
+    `mask(dim, rank, axis, width)` returns the code of a validity mask of `dim` placed on
+    tile axes axis..axis + width - 1 of a rank-`rank` tile. `swap`: a value of rank 2 is held
+    with its two axes exchanged (tile [BT, e2, e1]), so that a state whose channel dim comes
+    first still has the channel on the tile's last axis (`_fused_for`); `split`: a dim held
+    on two axes (`held_axes`). Anything outside the supported subset raises PrintError (the
+    backend then runs the unfused path)."""
 
-    def __init__(self, semiring: Semiring, names: dict, channel: str, mask, swap=False):
+    def __init__(self, semiring: Semiring, names: dict, channel: str, mask, swap=False,
+                 split=None):
         self.semiring = semiring
         self.names = names
         self.channel = channel
         self.mask = mask
         self.swap = swap
+        self.split = split
+
+    def axes(self, dims) -> int:
+        """The number of tile axes (after time) of a value of IR dims `dims`."""
+        return sum(width for _, _, width in held_axes(dims, self.swap, self.split))
 
 
     def __call__(self, node) -> str:
@@ -223,13 +253,19 @@ class TilePrinter:
                 raise PrintError("literal-size axes are not fused")
         return method(node)
 
-    def _op(self, child, rank: int) -> str:
+    def _op(self, child, shape) -> str:
+        """`child` broadcast (numpy's trailing alignment) to a value of IR dims `shape`."""
         code = self(child)
-        k = len(child.shape)
-        if k == rank or type(child).__name__ == "Num":
+        rank, k = len(shape), len(child.shape)
+        if type(child).__name__ == "Num":
+            return code
+        if k == rank:
+            if self.axes(child.shape) != self.axes(shape):  # a size-1 dim against a split one
+                raise PrintError("a size-1 dim is not fused against a split one")
             return code
         if self.swap and rank == 2 and k == 1:  # broadcast along the first axis, held last
-            return f"{code}[:, :, None]"
+            have = self.axes(child.shape)
+            return f"{code}[{', '.join([':'] * (1 + have) + ['None'] * (self.axes(shape) - have))}]"
         return f"{code}[{', '.join([':'] + ['None'] * (rank - k) + [':'] * k)}]"
 
     def _print_Ref(self, n):
@@ -245,7 +281,6 @@ class TilePrinter:
         return f"(-{self(n.x)})"
 
     def _print_Binary(self, n):
-        r = len(n.shape)
         if n.op == "pow":
             if type(n.y).__name__ != "Num":
                 raise PrintError("only constant powers are fused")
@@ -255,24 +290,23 @@ class TilePrinter:
         if n.op == "matmul":
             raise PrintError("real matmul is not fused")
         sym = {"add": "+", "sub": "-", "mul": "*", "div": "/"}[n.op]
-        return f"({self._op(n.x, r)} {sym} {self._op(n.y, r)})"
+        return f"({self._op(n.x, n.shape)} {sym} {self._op(n.y, n.shape)})"
 
     def _print_Call(self, n):
-        r = len(n.shape)
         arg = n.args[0] if n.args else None
         if n.fn == "exp" and type(arg).__name__ == "Binary" and arg.op == "mul" and (
                 arg.x.varying != arg.y.varying):
             # exp(varying * static) -> exp2(varying * (static * log2 e)): the static factor
             # is loop-invariant, so each element costs one multiply, not two, before ex2
             vary, static = (arg.x, arg.y) if arg.x.varying else (arg.y, arg.x)
-            return (f"tl.exp2({self._op(vary, r)} * ({self._op(static, r)} * "
+            return (f"tl.exp2({self._op(vary, n.shape)} * ({self._op(static, n.shape)} * "
                     f"1.4426950408889634))")
         if n.fn in _TILE_UNARY:
             return _TILE_UNARY[n.fn].format(self(n.args[0]))
         if n.fn in ("maximum", "minimum"):
-            return f"tl.{n.fn}({self._op(n.args[0], r)}, {self._op(n.args[1], r)})"
+            return f"tl.{n.fn}({self._op(n.args[0], n.shape)}, {self._op(n.args[1], n.shape)})"
         if n.fn == "clamp":
-            x, lo, hi = (self._op(a, r) for a in n.args)
+            x, lo, hi = (self._op(a, n.shape) for a in n.args)
             return f"tl.minimum(tl.maximum({x}, {lo}), {hi})"
         if n.fn in _TILE_REDUCE or n.fn == "mean":
             fn, pad = _TILE_REDUCE.get(n.fn, ("tl.sum", "0.0"))
@@ -287,10 +321,15 @@ class TilePrinter:
         dim = x.shape[axis]
         if dim == self.channel:
             raise PrintError("a reduction over the channel dim is not fused")
-        ax = 1 + held_axis(k, axis % k, self.swap)
+        held = held_axes(x.shape, self.swap, self.split)
+        _, start, width = held[held_axis(k, axis % k, self.swap)]
+        ax = 1 + start
         if dim == 1:
             return f"{fn}({self(x)}, {ax})"
-        return f"{fn}(tl.where({self.mask(dim, k + 1, ax)}, {self(x)}, {pad}), {ax})"
+        out = f"tl.where({self.mask(dim, 1 + self.axes(x.shape), ax, width)}, {self(x)}, {pad})"
+        for _ in range(width):  # a split dim: its in-lane axis, then across its lanes
+            out = f"{fn}({out}, {ax})"
+        return out
 
     def _print_Index(self, n):
         items = [":" if i == "slice" else "None" if i == "newaxis" else "#" for i in n.items]
@@ -301,15 +340,18 @@ class TilePrinter:
             if len(n.x.shape) == 2 and items != [":", ":"]:
                 raise PrintError("this index of a rank-2 value is not fused")
             items.reverse()
+        # an axis held on two (`held_axes`) takes its item twice
+        items = [i for item, (_, _, width) in zip(items, held_axes(n.shape, self.swap, self.split))
+                 for i in [item] * width]
         return f"{self(n.x)}[{', '.join([':'] + items)}]"
 
     def _print_SAdd(self, n):
-        r = len(n.shape)
-        return semiring_op(self.semiring, "add", self._op(n.x, r), self._op(n.y, r), TRITON)
+        x, y = self._op(n.x, n.shape), self._op(n.y, n.shape)
+        return semiring_op(self.semiring, "add", x, y, TRITON)
 
     def _print_SMul(self, n):
-        r = len(n.shape)
-        return semiring_op(self.semiring, "mul", self._op(n.x, r), self._op(n.y, r), TRITON)
+        x, y = self._op(n.x, n.shape), self._op(n.y, n.shape)
+        return semiring_op(self.semiring, "mul", x, y, TRITON)
 
     def _print_SSum(self, n):
         facts = self.semiring.facts

@@ -40,7 +40,9 @@ from madc.codegen.triton_print import (
     TRITON,
     PrintError,
     SympyPrinter,
+    held_axes,
     held_axis,
+    place,
     semiring_op,
 )
 from madc.ir import ScanIR
@@ -209,41 +211,53 @@ def _fused_context(ir: ScanIR) -> dict | None:
 
 def _place(vec: str, rank: int, axis: int) -> str:
     """`vec` ([n]) indexed onto axis `axis` of a rank-`rank` tile."""
-    return f"{vec}[{', '.join(':' if i == axis else 'None' for i in range(rank))}]"
+    return place(vec, rank, axis)
 
 
-def _load(ptr: str, shape: tuple, varying: bool, other: str = "0.0", swap: bool = False) -> str:
+def _dim_axes(shape: tuple, swap: bool, split) -> tuple:
+    """(tile rank with time, [(first tile axis, width)] per IR dim of `shape`)."""
+    held = held_axes(shape, swap, split)
+    at = [held[held_axis(len(shape), j, swap)] for j in range(len(shape))]
+    return 1 + sum(w for _, _, w in held), [(1 + start, width) for _, start, width in at]
+
+
+def _load(ptr: str, shape: tuple, varying: bool, other: str = "0.0", swap: bool = False,
+          split=None) -> str:
     """A masked load of a contiguous [rows, *shape] tensor as a [BT or 1, *shape] tile.
 
     A varying tile's pointers are its first row's (`r0`, one int64 scalar per chunk) plus
     int64 offsets `o_t` (rows from r0) times the row stride plus the other dims' offsets;
     the sizes `n_<dim>` are constexprs where the kernel knows them (`_rows_at` and the
     kernel's preamble): the row part is then a constant per register that ptxas folds into
-    the load's immediate offset."""
-    rank = 1 + len(shape)
+    the load's immediate offset. `swap`, `split`: the tile's axes (`held_axes`)."""
+    rank, axes = _dim_axes(shape, swap, split)
     size = " * ".join(f"n_{d}" for d in shape) or "1"
     offs = [f"{_place('o_t', rank, 0)} * ({size})"] if varying else []
     masks = [_place("m_t", rank, 0)] if varying else []
     for j, d in enumerate(shape):
         stride = " * ".join(f"n_{e}" for e in shape[j + 1:]) or "1"
-        ax = 1 + held_axis(len(shape), j, swap)
-        offs.append(f"{_place(f'o_{d}', rank, ax)}.to(tl.int64) * ({stride})")
-        masks.append(_place(f"m_{d}", rank, ax))
+        ax, width = axes[j]
+        offs.append(f"{place(f'o_{d}', rank, ax, width)}.to(tl.int64) * ({stride})")
+        masks.append(place(f"m_{d}", rank, ax, width))
     mask = " & ".join(masks) if masks else "None"
     base = f"{ptr} + r0 * ({size})" if varying else ptr
     return f"tl.load({base} + ({' + '.join(offs) or '0'}), mask={mask}, other={other})"
 
 
-def _static_load(ptr: str, shape: tuple, swap: bool) -> str:
+def _static_load(ptr: str, shape: tuple, swap: bool, split=None) -> str:
     """A param's tile [1, *shape] in the compute dtype. With `swap`, a rank-2 param is loaded
-    as a [e2, e1] tile and given its time axis after: Triton lays a load out along its
-    contiguous dim (here the non-channel one, the last in memory), and a rank-3 load's layout
-    would become the loop's (a state dim across lanes); a rank-2 load's stays outside it."""
+    as a [e2, e1] tile (the split dim on its two axes) and given its time axis after: Triton
+    lays a load out along its contiguous dim (here the non-channel one, the last in memory),
+    and a load with the time axis would carry that layout into the loop (a state dim across
+    lanes); one without it stays outside."""
     if not (swap and len(shape) == 2):
         return f"{_load(ptr, shape, False)}.to(CDT)"
     d0, d1 = shape
-    return (f"tl.load({ptr} + (o_{d0}[None, :].to(tl.int64) * (n_{d1}) + o_{d1}[:, None]), "
-            f"mask=m_{d0}[None, :] & m_{d1}[:, None], other=0.0).to(CDT)[None, :, :]")
+    rank, ((a0, w0), (a1, w1)) = _dim_axes(shape, swap, split)
+    o0, o1 = place(f"o_{d0}", rank - 1, a0 - 1, w0), place(f"o_{d1}", rank - 1, a1 - 1, w1)
+    m0, m1 = place(f"m_{d0}", rank - 1, a0 - 1, w0), place(f"m_{d1}", rank - 1, a1 - 1, w1)
+    return (f"tl.load({ptr} + ({o0}.to(tl.int64) * (n_{d1}) + {o1}), mask={m0} & {m1}, "
+            f"other=0.0).to(CDT)[{', '.join(['None'] + [':'] * (rank - 1))}]")
 
 
 def _fused_for(ir: ScanIR, shape: tuple, channel: str) -> dict:
@@ -258,12 +272,19 @@ def _fused_for(ir: ScanIR, shape: tuple, channel: str) -> dict:
     # holds one channel's whole state row and the chunk's rows, and the readout's sum and
     # the prologue of the channel-only values stay in the lane (docs/triton.md, session 15)
     swap = len(shape) == 2 and channel == shape[0]
+    # and its other dim is held on two axes [H, S]: SPLIT (S) lanes share a channel, each
+    # holding H of its state elements, so twice the warps hold a channel block where there
+    # are too few channels to give each scheduler more than one (the selective SSM at B8
+    # D2048: one warp per scheduler, latency-bound)
+    split = shape[1] if swap else None
+    tile_rank, _ = _dim_axes(shape, swap, split)
     tp = TilePrinter(ir.semiring, names, channel,
-                     lambda d, r, ax: _place(f"m_{d}", r, ax), swap)
+                     lambda d, r, ax, width: place(f"m_{d}", r, ax, width), swap, split)
     static, chunk = [], []
     for p in ir.params:
-        static.append(f"s_{p.name} = {_static_load('p_' + p.name, p.shape, swap)}")
-    loads = [(i.name, _load("p_" + i.name, i.shape, True, swap=swap)) for i in ir.inputs]
+        static.append(f"s_{p.name} = {_static_load('p_' + p.name, p.shape, swap, split)}")
+    loads = [(i.name, _load("p_" + i.name, i.shape, True, swap=swap, split=split))
+             for i in ir.inputs]
     for let in ir.lets:
         var = ("v_" if let.expr.varying else "s_") + let.name
         code = f"{var} = {tp(let.expr)}"
@@ -271,10 +292,11 @@ def _fused_for(ir: ScanIR, shape: tuple, channel: str) -> dict:
         (chunk if let.expr.varying else static).append(code)
     update = ir.updates[0]
     held = shape[::-1] if swap else shape
-    full = "(BT, " + ", ".join("BC" if d == channel else f"P_{d}" for d in held) + ")"
+    full = "(BT, " + ", ".join("BC" if d == channel else f"H_{d}, S_{d}" if d == split
+                               else f"P_{d}" for d in held) + ")"
     tr = update.transition
-    coeff = "ONE" if tr.coeff is None else tp._op(tr.coeff, len(shape))
-    inject = "ZERO" if update.inject is None else tp._op(update.inject, len(shape))
+    coeff = "ONE" if tr.coeff is None else tp._op(tr.coeff, shape)
+    inject = "ZERO" if update.inject is None else tp._op(update.inject, shape)
     def tile(var, node, code):
         # a per-token value of the state's shape is the tile already; anything else (a
         # constant, a static or lower-rank value) is broadcast by adding zeros
@@ -289,11 +311,12 @@ def _fused_for(ir: ScanIR, shape: tuple, channel: str) -> dict:
         post.append(f"v_r_{r.name} = {tp(r.expr)}")
     for o in ir.outputs:
         post.append(f"v_o_{o.name} = {tp(o.expr)}")
-        offs = _load("p_out_" + o.name, o.expr.shape, True, swap=swap).replace("tl.load(", "(")
+        offs = _load("p_out_" + o.name, o.expr.shape, True, swap=swap, split=split).replace(
+            "tl.load(", "(")
         ptr, _, mask = offs[1:-1].rpartition(", other=")[0].rpartition(", mask=")
         stores.append(f"tl.store({ptr}, v_o_{o.name}.to(p_out_{o.name}.dtype.element_ty), "
                       f"mask={mask})")
-    h0 = _state_load(shape, swap)
+    h0 = _state_load(shape, swap, split)
     dims = list(shape)
     # nothing to fuse: no prologue, the inputs are the coefficient and the injected term, and
     # the outputs are the state itself (the unfused kernels move the same bytes)
@@ -314,35 +337,36 @@ def _fused_for(ir: ScanIR, shape: tuple, channel: str) -> dict:
         "wide": [i.name for i in ir.inputs if channel not in i.shape],
         "outputs": [(o.name, [d if isinstance(d, int) else f"dims[{d!r}]" for d in o.expr.shape])
                     for o in ir.outputs],
-        "h0_load": h0, "lead": "[None, " + ", ".join([":"] * len(shape)) + "]",
-        "valid": _place("m_t", rank, 0),
-        "last": _place("(o_r == tl.minimum(eos - t0, BT) - 1)", rank, 0),
-        "first_r": _place("(o_r == 0)", rank, 0),
-        "last_r": _place("(o_r == BT - 1)", rank, 0),
-        "state_mask": _state_mask(shape, swap),
-        "state_offs": _state_offs(shape, swap),
-        "swap": swap,
+        "h0_load": h0, "lead": "[None, " + ", ".join([":"] * (tile_rank - 1)) + "]",
+        "valid": _place("m_t", tile_rank, 0),
+        "last": _place("(o_r == tl.minimum(eos - t0, BT) - 1)", tile_rank, 0),
+        "first_r": _place("(o_r == 0)", tile_rank, 0),
+        "last_r": _place("(o_r == BT - 1)", tile_rank, 0),
+        "state_mask": _state_mask(shape, swap, split),
+        "state_offs": _state_offs(shape, swap, split),
+        "swap": swap, "split": split,
     }
 
 
-def _state_offs(shape: tuple, swap: bool = False) -> str:
-    r = len(shape)
-    return " + ".join(f"{_place(f'o_{d}', r, held_axis(len(shape), j, swap))} * ("
+def _state_offs(shape: tuple, swap: bool = False, split=None) -> str:
+    rank, axes = _dim_axes(shape, swap, split)
+    return " + ".join(f"{place(f'o_{d}', rank - 1, ax - 1, w)} * ("
                       f"{' * '.join(f'n_{e}' for e in shape[j + 1:]) or '1'})"
-                      for j, d in enumerate(shape))
+                      for j, (d, (ax, w)) in enumerate(zip(shape, axes)))
 
 
-def _state_mask(shape: tuple, swap: bool = False) -> str:
-    return " & ".join(_place(f"m_{d}", len(shape), held_axis(len(shape), j, swap))
-                      for j, d in enumerate(shape))
+def _state_mask(shape: tuple, swap: bool = False, split=None) -> str:
+    rank, axes = _dim_axes(shape, swap, split)
+    return " & ".join(place(f"m_{d}", rank - 1, ax - 1, w) for d, (ax, w) in zip(shape, axes))
 
 
-def _state_load(shape: tuple, swap: bool = False) -> str:
+def _state_load(shape: tuple, swap: bool = False, split=None) -> str:
     """The initial state's tile. With `swap` the launcher passes it with its two dims
-    exchanged in memory (channel-contiguous), read a row per state index (`_state_rows`)."""
+    exchanged in memory (channel-contiguous), read a row per state index (`_state_rows`)
+    into the held tile [H, S, BC] of the split dim."""
     if swap:
         d0, d1 = shape
-        return (f"_state_rows(p_h0 + i_n * STATE, o_{d0}, m_{d0}, n_{d0}, n_{d1}, P_{d1}, "
-                f"BC)")
+        return (f"_state_rows(p_h0 + i_n * STATE, o_{d0}, m_{d0}, n_{d0}, n_{d1}, o_{d1}, "
+                f"P_{d1}, H_{d1}, S_{d1}, BC)")
     return (f"tl.load(p_h0 + i_n * STATE + {_state_offs(shape)}, "
             f"mask={_state_mask(shape)}, other=0.0)")

@@ -187,6 +187,17 @@ def test_fused_forward_matches_reference_fp32(path):
     flat_r, flat_t = _flat(yr, sr), _flat(yt, st)
     for a, b in zip(flat_t, flat_r):
         assert _rel(a, b) <= 1e-5
+    # pipelined loads, an unrolled steady loop (25 chunks of 8: one left for the unrolled
+    # loop's remainder) and two lanes per channel of a channel-first state, against the
+    # default tile
+    inputs = {k: v.cuda().float() for k, v in base.items()}
+    params = {k: v.detach() for k, v in tri.named_parameters()}
+    with torch.no_grad():
+        want = tv.scan(inputs, params, tri.dims, None, None, fused=True)
+        got = tv.scan(inputs, params, tri.dims, None, None, fused=True, chunk_size=8,
+                      stages=3, unroll=2, split=2)
+    for a, b in zip(_flat(*got), _flat(*want)):
+        assert _rel(a, b) <= 1e-5
 
 
 @pytest.mark.parametrize("chunk_parallel", [False, True])
