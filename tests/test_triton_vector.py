@@ -22,7 +22,7 @@ os.environ.setdefault("TRITON_INTERPRET", "1")
 
 from madc.backward import scan_adjoint  # noqa: E402
 from madc.codegen import triton_vector  # noqa: E402
-from madc.codegen.triton_print import TRITON, SympyPrinter  # noqa: E402
+from madc.codegen.triton_print import TRITON, SympyPrinter, held_axes, place  # noqa: E402
 from madc.frontend import load_spec  # noqa: E402
 from madc.semiring import builtin  # noqa: E402
 
@@ -765,6 +765,29 @@ def test_unroll_option_is_checked(value, tmp_path):
     x = {"a": torch.rand(1, 5, 3), "b": torch.randn(1, 5, 3)}
     with pytest.raises(ValueError, match="unroll: got"):
         mod.scan(x, {}, {"D": 3}, None, None, unroll=value)
+
+
+def test_held_axes_put_a_split_dim_on_two_axes():
+    """A channel-first state [D, N] is held [N, D] with N on two axes [H, S]; a size-1 dim in
+    N's place takes two axes as well (every swapped rank-2 tile has one rank), a rank-1 value
+    over N two, one over a size-1 dim one (the printer refuses to mix those)."""
+    assert held_axes(("D", "N"), True, "N") == [("N", 0, 2), ("D", 2, 1)]
+    assert held_axes(("D", 1), True, "N") == [(1, 0, 2), ("D", 2, 1)]
+    assert held_axes(("N",), True, "N") == [("N", 0, 2)]
+    assert held_axes((1,), True, "N") == [(1, 0, 1)]
+    assert held_axes(("D", "N"), False) == [("D", 0, 1), ("N", 1, 1)]
+    assert place("o_N", 4, 1, 2) == "o_N[None, :, :, None]"
+
+
+def test_fused_ssm_sums_a_split_dim_in_lane_then_across():
+    """The selective SSM's readout (a sum over N) reduces N's in-lane axis, then its lanes;
+    its B and C tiles are read onto both of N's axes."""
+    src = triton_vector.emit(load_spec(os.path.join(ROOT, "ops", "selective_ssm.scan")))
+    kernel = src[src.index("def selective_ssm_fused_fwd_kernel"):]
+    kernel = kernel[:kernel.index("\n\n\n")]
+    assert "tl.sum(tl.sum(tl.where(m_N[None, :, :, None]" in kernel
+    assert "o_N[None, :, :].to(tl.int64)" in kernel  # B, C: [BT, H, S]
+    assert "S_N: tl.constexpr = SPLIT" in kernel
 
 
 @pytest.mark.parametrize("value", [0, 3, True, "2"])

@@ -324,10 +324,9 @@ class TilePrinter:
         held = held_axes(x.shape, self.swap, self.split)
         _, start, width = held[held_axis(k, axis % k, self.swap)]
         ax = 1 + start
-        if dim == 1:
-            return f"{fn}({self(x)}, {ax})"
-        out = f"tl.where({self.mask(dim, 1 + self.axes(x.shape), ax, width)}, {self(x)}, {pad})"
-        for _ in range(width):  # a split dim: its in-lane axis, then across its lanes
+        out = self(x) if dim == 1 else (
+            f"tl.where({self.mask(dim, 1 + self.axes(x.shape), ax, width)}, {self(x)}, {pad})")
+        for _ in range(width):  # an axis held on two: its in-lane part, then across lanes
             out = f"{fn}({out}, {ax})"
         return out
 
