@@ -743,28 +743,17 @@ def test_prefetch_zoo_packed_matches_oracle(name, depth, tmp_path):
              chunk_size=4)
 
 
-@pytest.mark.parametrize("value", [4, -1, "2", 1.5])
-def test_prefetch_option_is_checked(value, tmp_path):
+BAD_TILE_OPTIONS = [("prefetch", v) for v in (4, -1, "2", 1.5)] + [
+    ("stages", v) for v in (0, 7, True, "3")] + [("unroll", v) for v in (0, 9, True, 2.0)] + [
+    ("split", v) for v in (0, 3, True, "2")]
+
+
+@pytest.mark.parametrize("option,value", BAD_TILE_OPTIONS)
+def test_tile_option_is_checked(option, value, tmp_path):
     _, mod = _emit(os.path.join(ROOT, "examples", "scans", "linear_scan.scan"), tmp_path)
     x = {"a": torch.rand(1, 5, 3), "b": torch.randn(1, 5, 3)}
-    with pytest.raises(ValueError, match="prefetch: got"):
-        mod.scan(x, {}, {"D": 3}, None, None, prefetch=value)
-
-
-@pytest.mark.parametrize("value", [0, 7, True, "3"])
-def test_stages_option_is_checked(value, tmp_path):
-    _, mod = _emit(os.path.join(ROOT, "examples", "scans", "linear_scan.scan"), tmp_path)
-    x = {"a": torch.rand(1, 5, 3), "b": torch.randn(1, 5, 3)}
-    with pytest.raises(ValueError, match="stages: got"):
-        mod.scan(x, {}, {"D": 3}, None, None, stages=value)
-
-
-@pytest.mark.parametrize("value", [0, 9, True, 2.0])
-def test_unroll_option_is_checked(value, tmp_path):
-    _, mod = _emit(os.path.join(ROOT, "examples", "scans", "linear_scan.scan"), tmp_path)
-    x = {"a": torch.rand(1, 5, 3), "b": torch.randn(1, 5, 3)}
-    with pytest.raises(ValueError, match="unroll: got"):
-        mod.scan(x, {}, {"D": 3}, None, None, unroll=value)
+    with pytest.raises(ValueError, match=f"{option}: got"):
+        mod.scan(x, {}, {"D": 3}, None, None, **{option: value})
 
 
 def test_held_axes_put_a_split_dim_on_two_axes():
@@ -788,14 +777,6 @@ def test_fused_ssm_sums_a_split_dim_in_lane_then_across():
     assert "tl.sum(tl.sum(tl.where(m_N[None, :, :, None]" in kernel
     assert "o_N[None, :, :].to(tl.int64)" in kernel  # B, C: [BT, H, S]
     assert "S_N: tl.constexpr = SPLIT" in kernel
-
-
-@pytest.mark.parametrize("value", [0, 3, True, "2"])
-def test_split_option_is_checked(value, tmp_path):
-    _, mod = _emit(os.path.join(ROOT, "examples", "scans", "linear_scan.scan"), tmp_path)
-    x = {"a": torch.rand(1, 5, 3), "b": torch.randn(1, 5, 3)}
-    with pytest.raises(ValueError, match="split: got"):
-        mod.scan(x, {}, {"D": 3}, None, None, split=value)
 
 
 def test_log_lowering_option_is_checked(tmp_path):
