@@ -209,11 +209,6 @@ def _fused_context(ir: ScanIR) -> dict | None:
     return None
 
 
-def _place(vec: str, rank: int, axis: int) -> str:
-    """`vec` ([n]) indexed onto axis `axis` of a rank-`rank` tile."""
-    return place(vec, rank, axis)
-
-
 def _dim_axes(shape: tuple, swap: bool, split) -> tuple:
     """(tile rank with time, [(first tile axis, width)] per IR dim of `shape`)."""
     held = held_axes(shape, swap, split)
@@ -232,8 +227,8 @@ def _load(ptr: str, shape: tuple, varying: bool, other: str = "0.0", swap: bool 
     the load's immediate offset. `swap`, `split`: the tile's axes (`held_axes`)."""
     rank, axes = _dim_axes(shape, swap, split)
     size = " * ".join(f"n_{d}" for d in shape) or "1"
-    offs = [f"{_place('o_t', rank, 0)} * ({size})"] if varying else []
-    masks = [_place("m_t", rank, 0)] if varying else []
+    offs = [f"{place('o_t', rank, 0)} * ({size})"] if varying else []
+    masks = [place("m_t", rank, 0)] if varying else []
     for j, d in enumerate(shape):
         stride = " * ".join(f"n_{e}" for e in shape[j + 1:]) or "1"
         ax, width = axes[j]
@@ -338,10 +333,10 @@ def _fused_for(ir: ScanIR, shape: tuple, channel: str) -> dict:
         "outputs": [(o.name, [d if isinstance(d, int) else f"dims[{d!r}]" for d in o.expr.shape])
                     for o in ir.outputs],
         "h0_load": h0, "lead": "[None, " + ", ".join([":"] * (tile_rank - 1)) + "]",
-        "valid": _place("m_t", tile_rank, 0),
-        "last": _place("(o_r == tl.minimum(eos - t0, BT) - 1)", tile_rank, 0),
-        "first_r": _place("(o_r == 0)", tile_rank, 0),
-        "last_r": _place("(o_r == BT - 1)", tile_rank, 0),
+        "valid": place("m_t", tile_rank, 0),
+        "last": place("(o_r == tl.minimum(eos - t0, BT) - 1)", tile_rank, 0),
+        "first_r": place("(o_r == 0)", tile_rank, 0),
+        "last_r": place("(o_r == BT - 1)", tile_rank, 0),
         "state_mask": _state_mask(shape, swap, split),
         "state_offs": _state_offs(shape, swap, split),
         "swap": swap, "split": split,
