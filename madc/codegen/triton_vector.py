@@ -362,6 +362,6 @@ def _state_load(shape: tuple, swap: bool = False, split=None) -> str:
     if swap:
         d0, d1 = shape
         return (f"_state_rows(p_h0 + i_n * STATE, o_{d0}, m_{d0}, n_{d0}, n_{d1}, o_{d1}, "
-                f"P_{d1}, H_{d1}, S_{d1}, BC)")
+                f"H_{d1}, S_{d1}, BC)")
     return (f"tl.load(p_h0 + i_n * STATE + {_state_offs(shape)}, "
             f"mask={_state_mask(shape)}, other=0.0)")
