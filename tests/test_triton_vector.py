@@ -882,6 +882,48 @@ def test_fused_channel_second_matches_oracle(tmp_path):
                                                           "block_channels": 4}))
 
 
+TAIL_NAN = """\
+scan tail_nan
+dims D = 8
+semiring real
+input x : [D]
+input g : [D]
+let alpha = 1 / (1 + g * g)
+let u = x / g
+state h : [D]
+h = alpha * h + u
+readout o = h
+"""
+
+
+@pytest.mark.parametrize("state", ["D", "N, D"])
+def test_fused_tail_rows_past_the_end_stay_out(state, tmp_path):
+    """The fused kernel's last, partial chunk runs its prologue on the rows past the sequence
+    end too (loaded as zeros: here `x / g` is 0 / 0, NaN, and with the [N, D] state every
+    lane's tile has them); the scan never combines a row into an earlier one, and the final
+    state is taken from the last row inside, so outputs and final states stay the oracle's
+    (T = 29 and packed sequences of 7, 0 and 22 rows, in chunks of 4, 8 and 16)."""
+    text = TAIL_NAN
+    if state == "N, D":
+        text = (text.replace("dims D = 8", "dims D = 8, N = 4").replace("state h : [D]", "state h : [N, D]")
+                .replace("h = alpha * h + u", "h = alpha[None, :] * h + u[None, :]")
+                .replace("readout o = h", "readout o = sum(h, axis=0)"))
+    spec = tmp_path / "tail_nan.scan"
+    spec.write_text(text)
+    ir, mod = _emit(str(spec), tmp_path)
+    assert mod is not None and mod.HAS_FUSED
+    tilings = [{"fused": True, "chunk_size": c} for c in (4, 8, 16)]
+    dims, inputs, params = _fused_matches_oracle(ir, mod, 29, tilings)
+    packed = {k: v[:1].detach().float() for k, v in inputs.items()}
+    cu = torch.tensor([0, 7, 7, 29])
+    with torch.no_grad():
+        want = mod.scan(packed, {}, dims, None, cu, fused=False)
+        for options in tilings:
+            got = mod.scan(packed, {}, dims, None, cu, **options)
+            for v, r in zip(got[0] + got[1], want[0] + want[1]):
+                assert torch.isfinite(v).all() and _rel_err(v, r) <= TOL
+
+
 def test_log_lowering_flags_overflow_in_a_last_chunk(tmp_path):
     # decays of -30 per step only in the last (partial) chunk: no coefficient is -inf and the
     # carried state is finite, so only the range test on S (its sum overflows there) flags

@@ -333,7 +333,6 @@ def _fused_for(ir: ScanIR, shape: tuple, channel: str) -> dict:
         "outputs": [(o.name, [d if isinstance(d, int) else f"dims[{d!r}]" for d in o.expr.shape])
                     for o in ir.outputs],
         "h0_load": h0, "lead": "[None, " + ", ".join([":"] * (tile_rank - 1)) + "]",
-        "valid": place("m_t", tile_rank, 0),
         "last": place("(o_r == tl.minimum(eos - t0, BT) - 1)", tile_rank, 0),
         "first_r": place("(o_r == 0)", tile_rank, 0),
         "last_r": place("(o_r == BT - 1)", tile_rank, 0),
