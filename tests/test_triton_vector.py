@@ -905,7 +905,8 @@ def test_fused_tail_rows_past_the_end_stay_out(state, tmp_path):
     (T = 29 and packed sequences of 7, 0 and 22 rows, in chunks of 4, 8 and 16)."""
     text = TAIL_NAN
     if state == "N, D":
-        text = (text.replace("dims D = 8", "dims D = 8, N = 4").replace("state h : [D]", "state h : [N, D]")
+        text = (text.replace("dims D = 8", "dims D = 8, N = 4")
+                .replace("state h : [D]", "state h : [N, D]")
                 .replace("h = alpha * h + u", "h = alpha[None, :] * h + u[None, :]")
                 .replace("readout o = h", "readout o = sum(h, axis=0)"))
     spec = tmp_path / "tail_nan.scan"
