@@ -267,3 +267,44 @@ def test_direct_launch_matches_the_triton_launcher():
     finally:
         knobs.runtime.launch_enter_hook.remove(seen.append)
     assert len(seen) == 1
+
+
+@pytest.mark.parametrize("pair", [0, 1, 4, 16])
+def test_softplus_pairs_never_depends_on_the_layout(pair):
+    """`_softplus_pairs` (the split kernels' softplus, one per lane pair) against torch's, on
+    a [BT, H, S, BC] tile's channel-only rows: at the offset of the layout it assumes (16:
+    BC lanes, then the S ones), at offsets where the shuffled partner holds other values (1,
+    4: every lane then computes its own, the fallback), and with the sharing off (0); rows
+    past 20 take the identity branch, and one row is NaN."""
+    import triton
+    import triton.language as tl
+
+    import madc
+
+    mod = madc.load(os.path.join(ROOT, "ops", "selective_ssm.scan"), backend="triton")
+    tv = importlib.import_module(f"{type(mod).__module__}.triton_vector")
+    softplus_pairs = tv._softplus_pairs
+
+    @triton.jit
+    def kernel(p_x, p_y, p_h, BT: tl.constexpr, BC: tl.constexpr, PAIR: tl.constexpr):
+        o_r = tl.arange(0, BT)
+        o_c = tl.arange(0, BC)
+        x = tl.load(p_x + o_r[:, None] * BC + o_c[None, :])
+        y = softplus_pairs(x, PAIR)
+        # a [BT, 8, 2, BC] consumer, as the fused SSM's: the tile's layout is the kernel's
+        h = tl.zeros([8, 2, BC], tl.float32) + tl.arange(0, 2)[None, :, None]
+        t = y[:, None, None, :] * (h[None, :, :, :] + 1.0)
+        tl.store(p_y + o_r[:, None] * BC + o_c[None, :], y)
+        tl.store(p_h + tl.arange(0, BC), tl.sum(tl.sum(tl.sum(t, 0), 0), 0))
+
+    g = torch.Generator().manual_seed(11)
+    x = (torch.randn(16, 16, generator=g) * 12).cuda()
+    x[3, 5] = float("nan")
+    y = torch.empty_like(x)
+    h = torch.empty(16, device="cuda")
+    kernel[(1,)](x, y, h, BT=16, BC=16, PAIR=pair, num_warps=1)
+    want = torch.where(x > 20, x, torch.log1p(torch.exp(x.clamp(max=20.0))))
+    assert torch.isnan(y[3, 5]) and torch.isnan(want[3, 5])
+    ok = ~torch.isnan(want)
+    assert torch.allclose(y[ok], want[ok], rtol=1e-5, atol=1e-6)
+    assert torch.allclose(h, 24.0 * want.sum(0), rtol=1e-4, equal_nan=True)
