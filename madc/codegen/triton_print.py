@@ -301,11 +301,6 @@ class TilePrinter:
             vary, static = (arg.x, arg.y) if arg.x.varying else (arg.y, arg.x)
             return (f"tl.exp2({self._op(vary, n.shape)} * ({self._op(static, n.shape)} * "
                     f"1.4426950408889634))")
-        if n.fn == "softplus" and self.split is not None and n.varying and (
-                tuple(n.shape) == (self.channel,)):
-            # a channel-only value in a split kernel: every lane of a channel holds it
-            # whole, so a lane pair shares the work (`_softplus_pairs`, PAIR)
-            return f"_softplus_pairs({self(arg)}, PAIR)"
         if n.fn in _TILE_UNARY:
             return _TILE_UNARY[n.fn].format(self(n.args[0]))
         if n.fn in ("maximum", "minimum"):
