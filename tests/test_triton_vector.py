@@ -332,6 +332,24 @@ def _fused_matches_oracle(ir, mod, T, tilings):
     return dims, inputs, params
 
 
+def _packed_fused_matches_unfused(mod, dims, inputs, params, tilings):
+    """The first batch row of `inputs` as packed sequences of 7, 0 and 22 rows, through the
+    fused forward under each tiling against the unfused one; returns the fused outputs and
+    final states of every tiling."""
+    cu = torch.tensor([0, 7, 7, 29])
+    packed = {k: v[:1].detach().float() for k, v in inputs.items()}
+    fp = {k: v.detach().float() for k, v in params.items()}
+    got = []
+    with torch.no_grad():
+        outs2, finals2 = mod.scan(packed, fp, dims, None, cu, fused=False)
+        for options in tilings:
+            outs, finals = mod.scan(packed, fp, dims, None, cu, fused=True, **options)
+            for v, r in zip(outs + finals, outs2 + finals2):
+                assert _rel_err(v, r) <= TOL
+            got.extend(outs + finals)
+    return got
+
+
 @pytest.mark.parametrize("path", SPECS, ids=lambda p: os.path.basename(p))
 def test_fused_forward_matches_oracle(path, tmp_path):
     ir, mod = _emit(path, tmp_path)
@@ -344,15 +362,8 @@ def test_fused_forward_matches_oracle(path, tmp_path):
                        "unroll": 2},
                       {"fused": True, "chunk_size": 8, "block_channels": 4, "split": 2},
                       {"fused": True, "block_channels": 2, "split": 8}))
-    with torch.no_grad():  # packed sequences through the fused kernel
-        cu = torch.tensor([0, 7, 7, 29])
-        packed = {k: v[:1].detach().float() for k, v in inputs.items()}
-        fp = {k: v.detach().float() for k, v in params.items()}
-        outs2, finals2 = mod.scan(packed, fp, dims, None, cu, fused=False)
-        for options in ({}, {"prefetch": 3, "chunk_size": 4}):
-            outs, finals = mod.scan(packed, fp, dims, None, cu, fused=True, **options)
-            for v, r in zip(outs + finals, outs2 + finals2):
-                assert _rel_err(v, r) <= TOL
+    _packed_fused_matches_unfused(mod, dims, inputs, params,
+                                  ({}, {"prefetch": 3, "chunk_size": 4}))
 
 
 @pytest.mark.parametrize("name", ["linear_scan", "log_scan", "tropical_scan"])
@@ -913,16 +924,11 @@ def test_fused_tail_rows_past_the_end_stay_out(state, tmp_path):
     spec.write_text(text)
     ir, mod = _emit(str(spec), tmp_path)
     assert mod is not None and mod.HAS_FUSED
-    tilings = [{"fused": True, "chunk_size": c} for c in (4, 8, 16)]
-    dims, inputs, params = _fused_matches_oracle(ir, mod, 29, tilings)
-    packed = {k: v[:1].detach().float() for k, v in inputs.items()}
-    cu = torch.tensor([0, 7, 7, 29])
-    with torch.no_grad():
-        want = mod.scan(packed, {}, dims, None, cu, fused=False)
-        for options in tilings:
-            got = mod.scan(packed, {}, dims, None, cu, **options)
-            for v, r in zip(got[0] + got[1], want[0] + want[1]):
-                assert torch.isfinite(v).all() and _rel_err(v, r) <= TOL
+    tilings = [{"chunk_size": c} for c in (4, 8, 16)]
+    dims, inputs, params = _fused_matches_oracle(
+        ir, mod, 29, [{"fused": True, **options} for options in tilings])
+    for v in _packed_fused_matches_unfused(mod, dims, inputs, params, tilings):
+        assert torch.isfinite(v).all()
 
 
 def test_log_lowering_flags_overflow_in_a_last_chunk(tmp_path):
