@@ -640,6 +640,26 @@ def test_lookback_folds_published_aggregates(tmp_path, window, inclusive, chunks
     assert not hs[[r for r in range(N * T) if r not in last]].any()  # only the last pieces ran
 
 
+def test_lookback_window_spans_the_threads(tmp_path, monkeypatch):
+    """A look-back window of fewer slots than the program has threads would be loaded twice
+    per slot at different times (NaN states on an H100 at 16 channels, 8 warps, a window of
+    8: tests/gpu); the launcher widens it to span the threads, and keeps a wider one."""
+    _, mod = _emit(os.path.join(ROOT, "examples", "scans", "linear_scan.scan"), tmp_path)
+    windows = []
+    launch = mod._launch
+    monkeypatch.setattr(mod, "_launch",
+                        lambda kernel, grid, *args, **meta: windows.append(meta["W"])
+                        or launch(kernel, grid, *args, **meta))
+    g = torch.Generator().manual_seed(4)
+    a, b = torch.rand(12, 3, generator=g), torch.randn(12, 3, generator=g)
+    h0 = torch.zeros(1, 3)
+    for warps, bc, window in ((8, 16, 8), (1, 4, 2), (2, 4, 64)):
+        tile = {"BT": 4, "BC": bc, "VEC": bc, "PREFETCH": 0, "num_warps": warps}
+        mod.linear_scan_lookback(a, b, h0, torch.zeros(12, 3), torch.zeros(1, 3), (1, 12),
+                                 tile, window=window)
+    assert windows == [16, 8, 64]
+
+
 def test_lookback_publishes_the_all_ones_nan(tmp_path, monkeypatch):
     """An input holding the all-ones NaN (the bits of an unpublished look-back slot) reaches
     the pieces' published states as another NaN, so the pieces after it do not wait on it

@@ -103,6 +103,24 @@ def test_lookback_matches_sequential(name, B, T, chunk):
     assert _rel(y1, y0) <= 1e-5 and _rel(h1, hr) <= 1e-5
 
 
+@pytest.mark.timeout(300)
+@pytest.mark.parametrize("warps", [4, 8])
+def test_lookback_window_spans_the_threads(warps):
+    """A window of look-back slots smaller than the program's threads (8 pieces x 16
+    channels against 8 warps) would be loaded by two threads per slot at different times,
+    one seeing it published and the other not: NaN states on an H100 before the window was
+    widened to span the threads."""
+    mod, tv, g, _, _ = _example_scan("linear_scan", 1, seed=3)
+    a = torch.rand(1, 65536, 64, generator=g).cuda()
+    b = torch.randn(1, 65536, 64, generator=g).cuda()
+    with torch.no_grad():
+        (y1,), (h1,) = tv.scan({"a": a, "b": b}, {}, mod.dims, None, None,
+                               chunk_parallel="lookback", chunk_size=64, block_channels=16,
+                               num_warps=warps)
+        (y0,), (hr,) = tv.scan({"a": a, "b": b}, {}, mod.dims, None, None, chunk_parallel=False)
+    assert _rel(y1, y0) <= 1e-5 and _rel(h1, hr) <= 1e-5
+
+
 @pytest.mark.parametrize("name", ["linear_scan", "log_scan", "tropical_scan"])
 @pytest.mark.parametrize("packed", [False, True])
 def test_chunk_parallel_backward_matches_sequential(name, packed):
