@@ -129,8 +129,7 @@ def b1_kernel(p_a, p_b, p_h0, p_hs, p_ht, p_ticket, p_agg_a, p_agg_b, p_inc, C, 
                 hw = fA * hw + fB
             h = gl.convert_layout(hw, gl.SliceLayout(0, SL))
         if i_p < NP - 1:
-            _publish(p_inc + i_p.to(gl.int64) * C + i_c * BC + c_w,
-                     gl.convert_layout(A * h + B, gl.SliceLayout(0, WL)))
+            _publish(p_inc + o_sw, gl.convert_layout(A * h + B, gl.SliceLayout(0, WL)))
         o_st = (t0 + r_s).to(gl.int64)[:, None] * C + o_cs[None, :]
         for ch in gl.static_range(NCH):
             v = ((t0 + ch * BT + r_s) < t1)[:, None]
