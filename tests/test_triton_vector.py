@@ -361,7 +361,8 @@ def test_fused_forward_matches_oracle(path, tmp_path):
                       {"fused": True, "chunk_size": 4, "block_channels": 32, "stages": 2,
                        "unroll": 2},
                       {"fused": True, "chunk_size": 8, "block_channels": 4, "split": 2},
-                      {"fused": True, "block_channels": 2, "split": 8}))
+                      {"fused": True, "block_channels": 2, "split": 8},
+                      {"fused": True, "chunk_size": 8, "exp_mix": 4}))
     _packed_fused_matches_unfused(mod, dims, inputs, params,
                                   ({}, {"prefetch": 3, "chunk_size": 4}))
 

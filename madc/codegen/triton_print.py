@@ -299,8 +299,8 @@ class TilePrinter:
             # exp(varying * static) -> exp2(varying * (static * log2 e)): the static factor
             # is loop-invariant, so each element costs one multiply, not two, before ex2
             vary, static = (arg.x, arg.y) if arg.x.varying else (arg.y, arg.x)
-            return (f"tl.exp2({self._op(vary, n.shape)} * ({self._op(static, n.shape)} * "
-                    f"1.4426950408889634))")
+            return (f"_exp2({self._op(vary, n.shape)} * ({self._op(static, n.shape)} * "
+                    f"1.4426950408889634), MIX)")
         if n.fn in _TILE_UNARY:
             return _TILE_UNARY[n.fn].format(self(n.args[0]))
         if n.fn in ("maximum", "minimum"):

@@ -9,6 +9,8 @@ import os
 
 import pytest
 import torch
+import triton
+import triton.language as tl
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 
@@ -212,6 +214,50 @@ def test_fused_forward_matches_reference_fp32(path):
                       stages=3, unroll=2, split=2)
     for a, b in zip(_flat(*got), _flat(*want)):
         assert _rel(a, b) <= 1e-5
+    # one exp2 in four on the FMA pipe (`_exp2`'s MIX)
+    with torch.no_grad():
+        got = tv.scan(inputs, params, tri.dims, None, None, fused=True, chunk_size=8,
+                      stages=3, split=2, exp_mix=4)
+    for a, b in zip(_flat(*got), _flat(*want)):
+        assert _rel(a, b) <= 1e-5
+
+
+_EXP2 = None  # the generated module's `_exp2`, set by the test (Triton resolves globals)
+
+
+@triton.jit
+def _exp2_kernel(p_x, p_y, MIX: tl.constexpr):
+    o = tl.program_id(0) * 1024 + tl.arange(0, 1024)
+    tl.store(p_y + o, _EXP2(tl.load(p_x + o), MIX))
+
+
+@pytest.mark.parametrize("mix", [4, 8, 16])
+def test_exp2_mix_matches_exp2(mix):
+    """`_exp2` with one element in `mix` computed on the FMA pipe (inline PTX) against
+    torch.exp2: relative error at most 4e-7 where 2^x is normal, 0 below 2^-127 (as the
+    ftz MUFU op), inf from 2^128, NaN kept, for every position in the pack."""
+    import madc
+
+    global _EXP2
+    tri = madc.load(os.path.join(ROOT, "ops", "selective_ssm.scan"), backend="triton")
+    _EXP2 = importlib.import_module(f"{type(tri).__module__}.triton_vector")._exp2
+    g = torch.Generator().manual_seed(0)
+    special = torch.tensor([float("-inf"), float("inf"), float("nan"), -127.5, -127.0,
+                            -126.6, -126.0, -125.5, -0.0, 0.0, 0.5, -0.5, 1e-30, 127.0,
+                            127.4, 128.0, 129.0, 1e30, -1e30])
+    x = torch.cat([torch.linspace(-140, 140, 200_000), torch.randn(20_000, generator=g) * 30,
+                   special.repeat_interleave(mix)])
+    x = torch.cat([x, x.new_zeros(-len(x) % 1024)]).cuda()
+    y = torch.empty_like(x)
+    _exp2_kernel[(len(x) // 1024,)](x, y, MIX=mix)
+    want = torch.exp2(x.double())
+    normal = (want >= 2.0 ** -126) & (want < 2.0 ** 127.5)
+    rel = ((y.double() - want) / want)[normal].abs().max().item()
+    assert rel <= 4e-7
+    assert torch.equal(y[x < -127.5], torch.zeros_like(y[x < -127.5]))
+    assert torch.isinf(y[x >= 128]).all() and torch.isnan(y[x.isnan()]).all()
+    tiny = (x >= -127.5) & (want < 2.0 ** -126)
+    assert (y[tiny].double() - want[tiny]).abs().max().item() <= 2.0 ** -126
 
 
 @pytest.mark.parametrize("chunk_parallel", [False, True])
