@@ -811,6 +811,52 @@ def test_fused_ssm_sums_a_split_dim_in_lane_then_across():
     assert "S_N: tl.constexpr = SPLIT" in kernel
 
 
+def test_inference_reads_params_uncast():
+    """A module call without a gradient hands the fused kernel its fp32 params as they are
+    (no cast kernels); with a gradient, and on the unfused path, they are cast to the inputs'
+    dtype as before."""
+    import madc
+
+    mod = madc.load(os.path.join(ROOT, "ops", "selective_ssm.scan"), backend="triton", D=4,
+                    N=4)
+    tv = importlib.import_module(f"{type(mod).__module__}.triton_vector")
+    seen = []
+    fused = tv.selective_ssm_fused_fwd
+
+    def spy(*args):
+        seen.append(("fused", {k: v.dtype for k, v in args[1].items()}))
+        return fused(*args)
+
+    g = torch.Generator().manual_seed(0)
+    x = {n: torch.randn((1, 9) + tuple(s), generator=g).to(torch.float16)
+         for n, s in mod.inputs.items()}
+    try:
+        tv.selective_ssm_fused_fwd = spy
+        with torch.no_grad():
+            y = mod(**x)
+        assert seen == [("fused", dict.fromkeys(("A_log", "dt_bias", "D_skip"),
+                                                torch.float32))]
+        assert y.dtype == torch.float16
+        params = {k: v.detach() for k, v in mod.named_parameters()}
+        with torch.no_grad():
+            want = tv.scan(x, params, mod.dims, None, None)[0][0]
+            cast = tv.scan(x, {k: v.half() for k, v in params.items()}, mod.dims, None,
+                           None)[0][0]
+        assert torch.equal(y, want) and not torch.equal(y, cast)
+        # the unfused path computes with the params in the inputs' dtype
+        with torch.no_grad():
+            a = tv.scan(x, params, mod.dims, None, None, fused=False)[0][0]
+            b = tv.scan(x, {k: v.half() for k, v in params.items()}, mod.dims, None, None,
+                        fused=False)[0][0]
+        assert torch.equal(a, b)
+        # with a gradient the module casts them (the unfused kernels run)
+        mod(**x).float().sum().backward()
+        assert all(p.grad is not None and p.grad.dtype == torch.float32
+                   for p in mod.parameters())
+    finally:
+        tv.selective_ssm_fused_fwd = fused
+
+
 def test_log_lowering_option_is_checked(tmp_path):
     _, mod = _emit(os.path.join(ROOT, "examples", "scans", "log_scan.scan"), tmp_path)
     x = {"a": torch.rand(1, 5, 3), "b": torch.randn(1, 5, 3)}

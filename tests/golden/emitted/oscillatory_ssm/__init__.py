@@ -63,6 +63,11 @@ def _scan(choice, inputs, params, dims, initial_state, cu_seqlens, chunk_size):
     return module.scan(inputs, params, dims, initial_state, cu_seqlens, **options)
 
 
+def _needs_grad(*groups):
+    """True when autograd records a call on these tensors."""
+    return torch.is_grad_enabled() and any(t.requires_grad for g in groups for t in g)
+
+
 _OPS = {}
 
 
@@ -332,8 +337,17 @@ class OscillatorySsm(nn.Module):
             rows = _check_cu_seqlens(cu_seqlens, batch, total)
         if initial_state is not None:
             initial_state = self._check_state(initial_state, rows, dtype, device)
-        params = {name: p.to(dtype) for name, p in self.named_parameters()}
         _, choice = self._backend_module(device)
+        # parameters are computed in the inputs' dtype; a backend whose `scan` casts them
+        # itself where it computes in that dtype (PARAMS_CAST_IN_SCAN: the Triton vector
+        # backend, whose fused inference kernel reads them as they are, in fp32) gets them
+        # uncast when no gradient is taken (no cast kernels, no rounding of fp32 params)
+        own = (choice == "triton" and getattr(_module(TRITON_MODULE), "PARAMS_CAST_IN_SCAN",
+                                               False)
+               and not torch.compiler.is_compiling() and not _needs_grad(
+                   self.parameters(), inputs.values(), initial_state or ()))
+        params = {name: p.detach() if own else p.to(dtype)
+                  for name, p in self.named_parameters()}
         if choice == "triton" and torch.compiler.is_compiling():
             # torch.compile: one opaque custom op, not a trace into the Triton launches
             results = _custom_op()(list(inputs.values()), list(params.values()),
