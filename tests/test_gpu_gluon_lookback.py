@@ -18,13 +18,14 @@ def _script():
 
 
 @pytest.mark.parametrize("BT,NCH,VEC,NW,W", [(16, 12, 2, 1, 8), (16, 8, 2, 2, 8)])
-def test_gluon_lookback_compiles_for_sm90(BT, NCH, VEC, NW, W):
+@pytest.mark.parametrize("pipe", [False, True], ids=["one-piece", "two-pieces"])
+def test_gluon_lookback_compiles_for_sm90(BT, NCH, VEC, NW, W, pipe):
     pytest.importorskip("triton.experimental.gluon")
     import triton
     from triton.backends.compiler import GPUTarget
     from triton.experimental.gluon._runtime import GluonASTSource
 
-    kernel = _script().b1_kernel
+    kernel = _script().b1_pipe_kernel if pipe else _script().b1_kernel
     sig = {k: "*fp32" for k in ("p_h0", "p_ht", "p_agg_a", "p_agg_b", "p_inc")}
     sig |= {"p_a": "*bf16", "p_b": "*bf16", "p_hs": "*bf16", "p_ticket": "*i32", "C": "i32",
             "T": "i32", "NP": "i32"}
@@ -39,5 +40,5 @@ def test_gluon_lookback_compiles_for_sm90(BT, NCH, VEC, NW, W):
         target=GPUTarget("cuda", 90, 32), options={"num_warps": NW})
     ptx = compiled.asm["ptx"]
     assert "cp.async" in ptx and "atom.global" in ptx
-    # the piece in shared memory: NCH chunks of a and b
-    assert compiled.metadata.shared >= 2 * NCH * BT * VEC * 32 * NW * 2
+    # the piece (two with `pipe`) in shared memory: NCH chunks of a and b
+    assert compiled.metadata.shared >= (1 + pipe) * 2 * NCH * BT * VEC * 32 * NW * 2
