@@ -25,12 +25,12 @@ def test_gluon_lookback_compiles_for_sm90(BT, NCH, VEC, NW, W, pipe):
     from triton.backends.compiler import GPUTarget
     from triton.experimental.gluon._runtime import GluonASTSource
 
-    kernel = _script().b1_pipe_kernel if pipe else _script().b1_kernel
+    kernel = _script().b1_kernel
     sig = {k: "*fp32" for k in ("p_h0", "p_ht", "p_agg_a", "p_agg_b", "p_inc")}
     sig |= {"p_a": "*bf16", "p_b": "*bf16", "p_hs": "*bf16", "p_ticket": "*i32", "C": "i32",
             "T": "i32", "NP": "i32"}
     tpc = min(32, VEC * 32 * NW // 8)
-    meta = dict(BT=BT, NCH=NCH, VEC=VEC, NW=NW, W=W, CPV=8, TPC=tpc, TPR=32 // tpc)
+    meta = dict(BT=BT, NCH=NCH, VEC=VEC, NW=NW, W=W, CPV=8, TPC=tpc, TPR=32 // tpc, PIPE=pipe)
     names = list(kernel.arg_names)
     # as a launch specialises them: pointers and the channel count 16-byte aligned
     attrs = {(names.index(k),): [["tt.divisibility", 16]] for k in sig if k not in ("T", "NP")}
