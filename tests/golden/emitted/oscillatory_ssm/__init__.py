@@ -338,7 +338,7 @@ class OscillatorySsm(nn.Module):
         if initial_state is not None:
             initial_state = self._check_state(initial_state, rows, dtype, device)
         _, choice = self._backend_module(device)
-        # parameters are computed in the inputs' dtype; a backend whose `scan` casts them
+        # parameters are cast to the inputs' dtype; a backend whose `scan` casts them
         # itself where it computes in that dtype (PARAMS_CAST_IN_SCAN: the Triton vector
         # backend, whose fused inference kernel reads them as they are, in fp32) gets them
         # uncast when no gradient is taken (no cast kernels, no rounding of fp32 params)
