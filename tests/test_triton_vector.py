@@ -813,8 +813,8 @@ def test_fused_ssm_sums_a_split_dim_in_lane_then_across():
 
 def test_inference_reads_params_uncast():
     """A module call without a gradient hands the fused kernel its fp32 params as they are
-    (no cast kernels); with a gradient, and on the unfused path, they are cast to the inputs'
-    dtype as before."""
+    (no cast kernels); with a gradient, and on the unfused path, `scan` casts them to the
+    inputs' dtype, under autograd (fp32 gradients for the fp32 params)."""
     import madc
 
     mod = madc.load(os.path.join(ROOT, "ops", "selective_ssm.scan"), backend="triton", D=4,
@@ -824,7 +824,7 @@ def test_inference_reads_params_uncast():
     fused = tv.selective_ssm_fused_fwd
 
     def spy(*args):
-        seen.append(("fused", {k: v.dtype for k, v in args[1].items()}))
+        seen.append({k: v.dtype for k, v in args[1].items()})
         return fused(*args)
 
     g = torch.Generator().manual_seed(0)
@@ -834,8 +834,7 @@ def test_inference_reads_params_uncast():
         tv.selective_ssm_fused_fwd = spy
         with torch.no_grad():
             y = mod(**x)
-        assert seen == [("fused", dict.fromkeys(("A_log", "dt_bias", "D_skip"),
-                                                torch.float32))]
+        assert seen == [dict.fromkeys(("A_log", "dt_bias", "D_skip"), torch.float32)]
         assert y.dtype == torch.float16
         params = {k: v.detach() for k, v in mod.named_parameters()}
         with torch.no_grad():
@@ -849,7 +848,7 @@ def test_inference_reads_params_uncast():
             b = tv.scan(x, {k: v.half() for k, v in params.items()}, mod.dims, None, None,
                         fused=False)[0][0]
         assert torch.equal(a, b)
-        # with a gradient the module casts them (the unfused kernels run)
+        # with a gradient `scan` casts them under autograd (the unfused kernels run)
         mod(**x).float().sum().backward()
         assert all(p.grad is not None and p.grad.dtype == torch.float32
                    for p in mod.parameters())

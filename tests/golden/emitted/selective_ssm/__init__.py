@@ -63,11 +63,6 @@ def _scan(choice, inputs, params, dims, initial_state, cu_seqlens, chunk_size):
     return module.scan(inputs, params, dims, initial_state, cu_seqlens, **options)
 
 
-def _needs_grad(*groups):
-    """True when autograd records a call on these tensors."""
-    return torch.is_grad_enabled() and any(t.requires_grad for g in groups for t in g)
-
-
 _OPS = {}
 
 
@@ -337,17 +332,13 @@ class SelectiveSsm(nn.Module):
             rows = _check_cu_seqlens(cu_seqlens, batch, total)
         if initial_state is not None:
             initial_state = self._check_state(initial_state, rows, dtype, device)
-        _, choice = self._backend_module(device)
-        # parameters are cast to the inputs' dtype; a backend whose `scan` casts them
-        # itself where it computes in that dtype (PARAMS_CAST_IN_SCAN: the Triton vector
-        # backend, whose fused inference kernel reads them as they are, in fp32) gets them
-        # uncast when no gradient is taken (no cast kernels, no rounding of fp32 params)
-        own = (choice == "triton" and getattr(_module(TRITON_MODULE), "PARAMS_CAST_IN_SCAN",
-                                               False)
-               and not torch.compiler.is_compiling() and not _needs_grad(
-                   self.parameters(), inputs.values(), initial_state or ()))
-        params = {name: p.detach() if own else p.to(dtype)
-                  for name, p in self.named_parameters()}
+        module, choice = self._backend_module(device)
+        # parameters are cast to the inputs' dtype, here or, for a backend that sets
+        # PARAMS_CAST_IN_SCAN (the Triton vector backend), in its `scan`: its fused inference
+        # kernel reads them as they are, in fp32 (no cast kernels, no rounding of fp32
+        # params), and every other path casts them under autograd as this line would
+        own = getattr(module, "PARAMS_CAST_IN_SCAN", False) and not torch.compiler.is_compiling()
+        params = {name: p if own else p.to(dtype) for name, p in self.named_parameters()}
         if choice == "triton" and torch.compiler.is_compiling():
             # torch.compile: one opaque custom op, not a trace into the Triton launches
             results = _custom_op()(list(inputs.values()), list(params.values()),
