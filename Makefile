@@ -3,6 +3,8 @@ PY      ?= python3
 VENV    ?= .venv
 VPY     := $(VENV)/bin/python
 STAMP   := $(VENV)/.installed
+# Test workers (pytest-xdist): the suite is the interpreter's Python, one core a worker.
+JOBS    ?= 2
 
 .PHONY: run test lint golden clean
 
@@ -21,7 +23,7 @@ run: $(STAMP)
 
 test: $(STAMP)
 	$(VPY) -m ruff check madc tests
-	TRITON_INTERPRET=1 $(VPY) -m pytest -q -x --timeout=900 tests
+	TRITON_INTERPRET=1 $(VPY) -m pytest -q -x -n $(JOBS) --timeout=900 tests
 
 lint: $(STAMP)
 	$(VPY) -m ruff check madc tests
