@@ -1,8 +1,9 @@
 """Time the fused selective SSM's tiles and exp_mix side by side on a GPU (session 19).
 
-    python3 scripts/gpu_ssm_tiles.py "BT,BC,WARPS,STAGES,UNROLL,SPLIT,MIX,PARAMS;..."
+    python3 scripts/gpu_ssm_tiles.py "BT,BC,WARPS,STAGES,UNROLL,SPLIT,MIX,PARAMS[,SHARE];..."
 
-PARAMS is 32 (fp32 params, what a module call without a gradient passes since session 19) or
+SHARE (1 unless given; session 20) is the `share` option: the SPLIT lanes of a channel compute
+its softplus once per row between them. PARAMS is 32 (fp32 params, what a module call without a gradient passes since session 19) or
 16 (bf16). Each row prints its `do_bench` median at B=8 T=4096 D=2048 N=16 bf16, its ratio to
 the exp floor (one exp per state element at the rate `madc bench` measures) and its largest
 output difference from the first row with the same PARAMS; then the module call, autotuned,
@@ -45,9 +46,10 @@ def main(rows: str) -> None:
     print(f"exp floor {floor:.4f} ms", flush=True)
     first = {}
     for row in rows.split(";"):
-        bt, bc, w, st, un, sp, mix, pdt = row.split(",")
+        bt, bc, w, st, un, sp, mix, pdt, *share = row.split(",")
         opts = dict(fused=True, chunk_size=int(bt), block_channels=int(bc), num_warps=int(w),
-                    stages=int(st), unroll=int(un), split=int(sp), exp_mix=int(mix))
+                    stages=int(st), unroll=int(un), split=int(sp), exp_mix=int(mix),
+                    share=share != ["0"])
 
         def call(opts=opts, p=params[pdt]):
             return tv.scan(inputs, p, mod.dims, None, None, **opts)
@@ -69,5 +71,6 @@ def main(rows: str) -> None:
 
 if __name__ == "__main__":
     main(sys.argv[1] if len(sys.argv) > 1 else
-         "16,16,1,3,1,2,0,32;16,16,1,3,1,2,16,32;16,16,1,3,1,2,8,32;8,16,1,3,2,2,0,32;"
-         "8,16,1,3,2,2,16,32;8,16,1,4,2,2,0,16")
+         "16,16,1,3,1,2,0,32,0;16,16,1,3,1,2,0,32;16,16,1,3,1,2,16,32;16,16,1,3,1,2,8,32;"
+         "8,16,1,3,2,2,0,32,0;8,16,1,3,2,2,0,32;8,16,1,3,2,2,16,32;16,16,1,4,1,2,0,32;"
+         "16,16,1,3,1,2,0,16")

@@ -362,7 +362,8 @@ def test_fused_forward_matches_oracle(path, tmp_path):
                        "unroll": 2},
                       {"fused": True, "chunk_size": 8, "block_channels": 4, "split": 2},
                       {"fused": True, "block_channels": 2, "split": 8},
-                      {"fused": True, "chunk_size": 8, "exp_mix": 4}))
+                      {"fused": True, "chunk_size": 8, "exp_mix": 4},
+                      {"fused": True, "chunk_size": 8, "split": 2, "share": False}))
     _packed_fused_matches_unfused(mod, dims, inputs, params,
                                   ({}, {"prefetch": 3, "chunk_size": 4}))
 
@@ -777,7 +778,8 @@ def test_prefetch_zoo_packed_matches_oracle(name, depth, tmp_path):
 
 BAD_TILE_OPTIONS = [("prefetch", v) for v in (4, -1, "2", 1.5)] + [
     ("stages", v) for v in (0, 7, True, "3")] + [("unroll", v) for v in (0, 9, True, 2.0)] + [
-    ("split", v) for v in (0, 3, True, "2")]
+    ("split", v) for v in (0, 3, True, "2")] + [("exp_mix", v) for v in (2, 32, True)] + [
+    ("share", v) for v in (1, 0, "yes", None)]
 
 
 @pytest.mark.parametrize("option,value", BAD_TILE_OPTIONS)
@@ -786,6 +788,43 @@ def test_tile_option_is_checked(option, value, tmp_path):
     x = {"a": torch.rand(1, 5, 3), "b": torch.randn(1, 5, 3)}
     with pytest.raises(ValueError, match=f"{option}: got"):
         mod.scan(x, {}, {"D": 3}, None, None, **{option: value})
+
+
+SHARED_SPEC = """
+scan shared
+dims D = 4, N = 4
+semiring real
+input x : [D]
+input dt : [D]
+input B : [N]
+param A : [D, N] init 1
+param bias : [D] init 0
+let delta = softplus(dt + bias)
+let u = delta * x
+let g = exp(dt) * sum(B, axis=0)
+let w = sigmoid(x)[:, None] * B[None, :]
+let a = exp(delta[:, None] * A)
+let b = u[:, None] * B[None, :] + g[:, None] + w
+state h : [D, N]
+h = a * h + b
+readout y = sum(h, axis=1)
+output o = y
+"""
+
+
+def test_split_lanes_share_only_costly_channel_only_lets():
+    """`_fused_for` shares (SHARE: the split lanes of a channel compute it once per row between
+    them) a per-token let of the channel dim alone with a costly builtin, computed from
+    values of that dim: softplus(dt + bias); not `delta * x` (no costly builtin), not a let
+    reading a value of another dim (`exp(dt) * sum(B, axis=0)`), nor one of another shape."""
+    fused = triton_vector._fused_context(load_spec(SHARED_SPEC))
+    chunk = "\n".join(fused["chunk"])
+    assert fused["split"] == "N"
+    assert "v_delta = _rows_back(_softplus((_lane_rows(v_dt, S_N) + s_bias)), S_N)" in chunk
+    assert "v_delta = _softplus((v_dt + s_bias))" in chunk  # SHARE off
+    for let in ("u", "g", "w"):
+        assert chunk.count(f"v_{let} = ") == 1, chunk
+    assert chunk.count("_rows_back") == 1
 
 
 def test_held_axes_put_a_split_dim_on_two_axes():

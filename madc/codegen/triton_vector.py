@@ -209,6 +209,47 @@ def _fused_context(ir: ScanIR) -> dict | None:
     return None
 
 
+#: builtins that cost special-function (MUFU) ops, or many instructions, per element
+_COSTLY = frozenset({"exp", "log", "sigmoid", "tanh", "silu", "softplus", "sqrt"})
+
+
+def _varying_refs(node) -> set:
+    """The names of the per-token Refs in an IR expression."""
+    if type(node).__name__ == "Ref":
+        return {node.name} if node.varying else set()
+    out = set()
+    for child in [getattr(node, f) for f in ("x", "y") if hasattr(node, f)] + [
+            a for a in getattr(node, "args", ()) or () if not isinstance(a, (int, str))]:
+        out |= _varying_refs(child)
+    return out
+
+
+def _shareable(node, channel: str) -> bool:
+    """A per-token value of the channel dim alone, computed elementwise from Refs of the
+    channel dim (or none) and constants with at least one costly builtin: the fused kernel
+    can compute it once per row and channel across the SPLIT lanes of the channel."""
+    costly = False
+
+    def walk(n) -> bool:
+        nonlocal costly
+        kind = type(n).__name__
+        if tuple(n.shape) not in ((), (channel,)):
+            return False
+        if kind in ("Ref", "Num"):
+            return True
+        if kind == "Unary":
+            return walk(n.x)
+        if kind == "Binary":
+            return n.op in ("add", "sub", "mul", "div") and walk(n.x) and walk(n.y)
+        if kind == "Call" and n.fn in _COSTLY | {"maximum", "minimum", "clamp", "abs",
+                                                  "relu"} and n.axis is None:
+            costly |= n.fn in _COSTLY
+            return all(walk(a) for a in n.args)
+        return False
+
+    return node.varying and tuple(node.shape) == (channel,) and walk(node) and costly
+
+
 def _dim_axes(shape: tuple, swap: bool, split) -> tuple:
     """(tile rank with time, [(first tile axis, width)] per IR dim of `shape`)."""
     held = held_axes(shape, swap, split)
@@ -283,6 +324,16 @@ def _fused_for(ir: ScanIR, shape: tuple, channel: str) -> dict:
     for let in ir.lets:
         var = ("v_" if let.expr.varying else "s_") + let.name
         code = f"{var} = {tp(let.expr)}"
+        if split is not None and _shareable(let.expr, channel):
+            # a channel-only value the SPLIT lanes of a channel would each compute: with
+            # SHARE, each lane computes 1 / S of its rows and the lanes exchange them
+            # (`_lane_rows`, `_rows_back`): softplus's exp and log are then not repeated
+            lane = TilePrinter(ir.semiring, names | {
+                r: f"_lane_rows({names[r]}, S_{split})" for r in _varying_refs(let.expr)},
+                channel, tp.mask, swap, split)
+            code = (f"if SHARE and S_{split} > 1 and BT % S_{split} == 0:\n"
+                    f"    {var} = _rows_back({lane(let.expr)}, S_{split})\n"
+                    f"else:\n    {code}")
         names[let.name] = var
         (chunk if let.expr.varying else static).append(code)
     update = ir.updates[0]
