@@ -3,12 +3,12 @@
     python3 scripts/gpu_ssm_tiles.py "BT,BC,WARPS,STAGES,UNROLL,SPLIT,MIX,PARAMS[,SHARE];..."
 
 SHARE (1 unless given; session 20) is the `share` option: the SPLIT lanes of a channel compute
-its softplus once per row between them. PARAMS is 32 (fp32 params, what a module call without a gradient passes since session 19) or
-16 (bf16). Each row prints its `do_bench` median at B=8 T=4096 D=2048 N=16 bf16, its ratio to
-the exp floor (one exp per state element at the rate `madc bench` measures) and its largest
-output difference from the first row with the same PARAMS; then the module call, autotuned,
-eager and as a CUDA graph. MADC_TILES_DRY=1: tiny shapes on the CPU under TRITON_INTERPRET=1,
-to check the script itself.
+its softplus once per row between them. PARAMS is 32 (fp32 params, what a module call without
+a gradient passes since session 19) or 16 (bf16). Each row prints its `do_bench` median at
+B=8 T=4096 D=2048 N=16 bf16, its ratio to the exp floor (one exp per state element at the
+rate `madc bench` measures) and its largest output difference from the first row with the
+same PARAMS; then the module call, autotuned, eager and as a CUDA graph. MADC_TILES_DRY=1:
+tiny shapes on the CPU under TRITON_INTERPRET=1, to check the script itself.
 """
 
 from __future__ import annotations
