@@ -3,7 +3,7 @@ in one process with the copy bandwidth, so the autotune lists and heuristics of
 `codegen/triton_vector.py.j2` come from measurements (docs/triton.md).
 
     python3 scripts/gpu_tiles.py PART [PART ...]
-    # parts: b8 fp32 log bwd bwd2 b1 lookback lookback1 host ssm depth ab v4 rows
+    # parts: b8 fp32 fp32s log bwd bwd2 b1 lookback lookback1 host ssm depth ab v4 rows
 
 A tile is `BT,BC,VEC,PREFETCH,WARPS` (the chunk_size, block_channels, vector_width, prefetch
 and num_warps options of the generated `scan`). Times are
@@ -70,6 +70,10 @@ LOOKBACK_PER_SM = (2, 8, 16)
 # spills 32 bytes)
 DEPTH_FWD_BF16 = ["32,128,2,1,2", "32,128,2,2,2", "16,128,2,2,2", "16,128,2,3,2",
                   "32,64,2,2,1", "16,64,2,3,1", "16,256,2,3,4", "8,128,2,3,2", "32,256,2,2,4"]
+# fp32, fused, loads pipelined by Triton (the `stages` option; session 20): wider vectors and
+# channel blocks, against accelerated-scan in the same run
+FP32_STAGES = ["32,128,4,0,4", "32,128,2,0,2", "32,256,4,0,4", "64,128,4,0,4", "16,256,4,0,4",
+               "32,64,4,0,2"]
 DEPTH_FWD_FP32 = ["32,128,0,1,4", "16,128,0,2,4", "16,128,0,3,4", "32,128,2,1,2",
                   "16,128,2,3,2", "32,128,2,2,2", "16,128,4,3,4"]
 DEPTH_LOG_BF16 = ["32,128,2,1,2", "16,128,2,2,2", "16,128,2,3,2", "32,64,2,2,1"]
@@ -236,6 +240,11 @@ def main(parts):
         sweep(case, FWD_BF16[:10], bw, measure, {"fused": "auto"})
     if "fp32" in parts:
         sweep(Case(f"{S}/linear_scan.scan", B8, fp32), FWD_FP32, bw, measure)
+    if "fp32s" in parts:
+        case = Case(f"{S}/linear_scan.scan", B8, fp32)
+        baseline(case, bw, measure)
+        for stages in (3, 4):
+            sweep(case, FP32_STAGES, bw, measure, {"fused": True, "stages": stages})
     if "log" in parts:
         case = Case(f"{S}/log_scan.scan", B8, bf16)
         for lower in (True, False):
