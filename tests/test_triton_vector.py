@@ -797,14 +797,16 @@ semiring real
 input x : [D]
 input dt : [D]
 input B : [N]
+input s : []
 param A : [D, N] init 1
 param bias : [D] init 0
 let delta = softplus(dt + bias)
+let q = exp(x) * s
 let u = delta * x
 let g = exp(dt) * sum(B, axis=0)
 let w = sigmoid(x)[:, None] * B[None, :]
 let a = exp(delta[:, None] * A)
-let b = u[:, None] * B[None, :] + g[:, None] + w
+let b = u[:, None] * B[None, :] + g[:, None] + w + q[:, None]
 state h : [D, N]
 h = a * h + b
 readout y = sum(h, axis=1)
@@ -816,15 +818,29 @@ def test_split_lanes_share_only_costly_channel_only_lets():
     """`_fused_for` shares (SHARE: the split lanes of a channel compute it once per row between
     them) a per-token let of the channel dim alone with a costly builtin, computed from
     values of that dim: softplus(dt + bias); not `delta * x` (no costly builtin), not a let
-    reading a value of another dim (`exp(dt) * sum(B, axis=0)`), nor one of another shape."""
+    reading a value of another dim (`exp(dt) * sum(B, axis=0)`) or a per-token scalar
+    (`exp(x) * s`), nor one of another shape."""
     fused = triton_vector._fused_context(load_spec(SHARED_SPEC))
     chunk = "\n".join(fused["chunk"])
     assert fused["split"] == "N"
     assert "v_delta = _rows_back(_softplus((_lane_rows(v_dt, S_N) + s_bias)), S_N)" in chunk
     assert "v_delta = _softplus((v_dt + s_bias))" in chunk  # SHARE off
-    for let in ("u", "g", "w"):
+    for let in ("u", "g", "w", "q"):
         assert chunk.count(f"v_{let} = ") == 1, chunk
     assert chunk.count("_rows_back") == 1
+
+
+def test_shared_lets_match_oracle(tmp_path):
+    """The spec above through the fused kernel, its softplus shared by 2 and 4 lanes (and by
+    none: share=False, and a chunk of 2 rows that 4 lanes cannot share), against the
+    float64 oracle."""
+    path = tmp_path / "shared.scan"
+    path.write_text(SHARED_SPEC)
+    ir, mod = _emit(str(path), tmp_path)
+    assert mod.HAS_FUSED and "_rows_back(" in triton_vector.emit(ir)
+    _fused_matches_oracle(ir, mod, 13, (
+        {"fused": True}, {"fused": True, "chunk_size": 4, "split": 4},
+        {"fused": True, "chunk_size": 2, "split": 4}, {"fused": True, "share": False}))
 
 
 def test_held_axes_put_a_split_dim_on_two_axes():

@@ -226,8 +226,9 @@ def _varying_refs(node) -> set:
 
 def _shareable(node, channel: str) -> bool:
     """A per-token value of the channel dim alone, computed elementwise from Refs of the
-    channel dim (or none) and constants with at least one costly builtin: the fused kernel
-    can compute it once per row and channel across the SPLIT lanes of the channel."""
+    channel dim (per-token ones of that dim only), static scalars and constants, with at
+    least one costly builtin: the fused kernel can compute it once per row and channel
+    across the SPLIT lanes of the channel."""
     costly = False
 
     def walk(n) -> bool:
@@ -235,8 +236,10 @@ def _shareable(node, channel: str) -> bool:
         kind = type(n).__name__
         if tuple(n.shape) not in ((), (channel,)):
             return False
-        if kind in ("Ref", "Num"):
+        if kind == "Num":
             return True
+        if kind == "Ref":  # a per-token scalar's tile has no channel axis to share
+            return not n.varying or tuple(n.shape) == (channel,)
         if kind == "Unary":
             return walk(n.x)
         if kind == "Binary":
