@@ -68,10 +68,10 @@ def test_ptx_report_fused_ssm_keeps_a_channel_per_lane(split, tmp_path):
     autotune's tiles: 4x32, 1 warp, 3 stages, one channel per lane, so the readout's sum over
     N needs no lane shuffle; and 8x16 with two lanes per channel (split 2, each lane holding
     half of N: one shuffle per row for the readout's sum, one for the softplus rows the two
-    lanes exchange) and an unrolled steady loop. Both
-    without spills, and Triton's pipeliner prefetches the chunk's loads with cp.async
-    (sessions 15 and 16, docs/triton.md). Before the swap the loop took 32 shuffles per chunk
-    and ran softplus once per lane of N (4x)."""
+    lanes exchange) and an unrolled steady loop. Both without spills, and Triton's pipeliner
+    prefetches the chunk's loads with cp.async (sessions 15, 16 and 20, docs/triton.md).
+    Before the swap the loop took 32 shuffles per chunk and ran softplus once per lane of N
+    (4x)."""
     env = os.environ | {"MADC_CACHE_DIR": str(tmp_path / "cache"), "TRITON_INTERPRET": "1"}
     jobs = tmp_path / "jobs.pkl"
     rec = subprocess.run([sys.executable, str(TOOL), "record", str(REPO / "ops/selective_ssm.scan"),
