@@ -34,6 +34,7 @@ from madc.codegen.torch_print import (
     HelperSpelling,
     SemiringSpelling,
     TorchPrinter,
+    refs,
     strip_parens,
 )
 from madc.codegen.triton_print import (
@@ -213,17 +214,6 @@ def _fused_context(ir: ScanIR) -> dict | None:
 _COSTLY = frozenset({"exp", "log", "sigmoid", "tanh", "silu", "softplus", "sqrt"})
 
 
-def _varying_refs(node) -> set:
-    """The names of the per-token Refs in an IR expression."""
-    if type(node).__name__ == "Ref":
-        return {node.name} if node.varying else set()
-    out = set()
-    for child in [getattr(node, f) for f in ("x", "y") if hasattr(node, f)] + [
-            a for a in getattr(node, "args", ()) or () if not isinstance(a, (int, str))]:
-        out |= _varying_refs(child)
-    return out
-
-
 def _shareable(node, channel: str) -> bool:
     """A per-token value of the channel dim alone, computed elementwise from Refs of the
     channel dim (per-token ones of that dim only), static scalars and constants, with at
@@ -332,7 +322,8 @@ def _fused_for(ir: ScanIR, shape: tuple, channel: str) -> dict:
             # SHARE, each lane computes 1 / S of its rows and the lanes exchange them
             # (`_lane_rows`, `_rows_back`): softplus's exp and log are then not repeated
             lane = TilePrinter(ir.semiring, names | {
-                r: f"_lane_rows({names[r]}, S_{split})" for r in _varying_refs(let.expr)},
+                r.name: f"_lane_rows({names[r.name]}, S_{split})" for r in refs(let.expr)
+                if r.varying},
                 channel, tp.mask, swap, split)
             code = (f"if SHARE and S_{split} > 1 and BT % S_{split} == 0:\n"
                     f"    {var} = _rows_back({lane(let.expr)}, S_{split})\n"
