@@ -34,6 +34,7 @@ from madc.codegen.torch_print import (
     HelperSpelling,
     SemiringSpelling,
     TorchPrinter,
+    children,
     refs,
     strip_parens,
 )
@@ -314,9 +315,10 @@ def _fused_for(ir: ScanIR, shape: tuple, channel: str) -> dict:
         static.append(f"s_{p.name} = {_static_load('p_' + p.name, p.shape, swap, split)}")
     loads = [(i.name, _load("p_" + i.name, i.shape, True, swap=swap, split=split))
              for i in ir.inputs]
-    for let in ir.lets:
-        var = ("v_" if let.expr.varying else "s_") + let.name
-        code = f"{var} = {tp(let.expr)}"
+    items = []  # (name, node, code, let) per per-token value of the chunk
+
+    def let_code(printer, names, let, var):
+        code = f"{var} = {printer(let.expr)}"
         if split is not None and _shareable(let.expr, channel):
             # a channel-only value the SPLIT lanes of a channel would each compute: with
             # SHARE, each lane computes 1 / S of its rows and the lanes exchange them
@@ -328,6 +330,13 @@ def _fused_for(ir: ScanIR, shape: tuple, channel: str) -> dict:
             code = (f"if SHARE and S_{split} > 1 and BT % S_{split} == 0:\n"
                     f"    {var} = _rows_back({lane(let.expr)}, S_{split})\n"
                     f"else:\n    {code}")
+        return code
+
+    for let in ir.lets:
+        var = ("v_" if let.expr.varying else "s_") + let.name
+        code = let_code(tp, names, let, var)
+        if let.expr.varying:
+            items.append((let.name, let.expr, code, let))
         names[let.name] = var
         (chunk if let.expr.varying else static).append(code)
     update = ir.updates[0]
@@ -335,16 +344,29 @@ def _fused_for(ir: ScanIR, shape: tuple, channel: str) -> dict:
     full = "(BT, " + ", ".join("BC" if d == channel else f"H_{d}, S_{d}" if d == split
                                else f"P_{d}" for d in held) + ")"
     tr = update.transition
-    coeff = "ONE" if tr.coeff is None else tp._op(tr.coeff, shape)
-    inject = "ZERO" if update.inject is None else tp._op(update.inject, shape)
-    def tile(var, node, code):
+
+    def tile(var, node, printer):
         # a per-token value of the state's shape is the tile already; anything else (a
         # constant, a static or lower-rank value) is broadcast by adding zeros
+        code = ("ONE" if var.endswith("b_a") else "ZERO") if node is None else printer._op(
+            node, shape)
         if node is not None and node.varying and tuple(node.shape) == tuple(shape):
             return f"{var} = {code}"
         return f"{var} = tl.broadcast_to(({code}) + tl.zeros({full}, CDT), {full})"
-    chunk.append(tile("b_a", tr.coeff, coeff))
-    chunk.append(tile("b_b", update.inject, inject))
+    for var, node in (("b_a", tr.coeff), ("b_b", update.inject)):
+        chunk.append(tile(var, node, tp))
+        items.append((var, node, chunk[-1], None))
+    # AHEAD: the per-token values with a costly builtin, and those they need, computed a
+    # chunk ahead as `z_<name>` from inputs loaded a chunk ahead (`w_<input>`), then carried
+    # across the loop under their own names
+    ahead = _ahead(items)
+    znames = names | {i.name: f"w_{i.name}" for i in ir.inputs} | {
+        name: f"z_{name}" for name in ahead if not name.startswith("b_")}
+    tpz = TilePrinter(ir.semiring, znames, channel, tp.mask, swap, split)
+    ahead_code = [let_code(tpz, znames, let, znames[name]) if let else
+                  tile(f"z_{name}", node, tpz) for name, node, _, let in items if name in ahead]
+    carry = [f"{names.get(name, name)} = {znames.get(name, 'z_' + name)}" for name, *_ in items
+             if name in ahead]
     post, stores = [], []
     for r in ir.readouts:
         names[r.name] = f"v_r_{r.name}"
@@ -384,7 +406,43 @@ def _fused_for(ir: ScanIR, shape: tuple, channel: str) -> dict:
         "state_mask": _state_mask(shape, swap, split),
         "state_offs": _state_offs(shape, swap, split),
         "swap": swap, "split": split,
+        # AHEAD's pieces (empty when nothing is costly): the values a chunk ahead and their
+        # inputs' loads, the rest of the chunk and its inputs' loads
+        "ahead": ahead_code, "carry": carry,
+        "ahead_loads": [(i, load) for i, load in loads if i in _input_refs(
+            node for name, node, *_ in items if name in ahead)] if ahead else [],
+        "now": [code for name, _, code, _ in items if name not in ahead],
+        "now_loads": [(i, load) for i, load in loads if i in _input_refs(
+            [node for name, node, *_ in items if name not in ahead]
+            + [r.expr for r in ir.readouts] + [o.expr for o in ir.outputs])],
     }
+
+
+def _calls(node) -> set:
+    """The builtins `node` calls."""
+    if node is None:
+        return set()
+    out = {node.fn} if type(node).__name__ == "Call" else set()
+    for child in children(node):
+        out |= _calls(child)
+    return out
+
+
+def _input_refs(nodes) -> set:
+    """The names of the inputs any of `nodes` reads."""
+    return {r.name for n in nodes if n is not None for r in refs(n) if r.kind == "input"}
+
+
+def _ahead(items) -> set:
+    """The names among `items` ((name, node, ...) for the chunk's per-token values in order:
+    its lets, then b_a and b_b) that AHEAD computes a chunk ahead: those that call a costly
+    builtin, and the per-token lets they read."""
+    ahead: set = set()
+    for name, node, *_ in reversed(items):
+        if node is not None and (name in ahead or _calls(node) & _COSTLY):
+            ahead.add(name)
+            ahead |= {r.name for r in refs(node) if r.kind == "let" and r.varying}
+    return ahead
 
 
 def _state_offs(shape: tuple, swap: bool = False, split=None) -> str:
