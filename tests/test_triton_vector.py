@@ -863,14 +863,15 @@ def test_ahead_takes_the_costly_lets_and_what_they_read():
 
 @pytest.mark.parametrize("ahead", [1, 2])
 def test_ahead_matches_oracle(ahead, tmp_path):
-    """The spec above and the selective SSM with their costly values computed a chunk ahead,
-    at the end (1) or the start (2) of the previous iteration, against the float64 oracle:
-    T = 1, a T inside one chunk, T a multiple of the chunk and a prime; split 1, 2 and 4,
-    shared or not, unrolled; then packed sequences of 7, 0 and 22 rows against the unfused
-    forward."""
+    """The spec above, hgrn (a rank-1 state) and the selective SSM with their costly values
+    computed a chunk ahead, at the end (1) or the start (2) of the previous iteration,
+    against the float64 oracle: T = 1, a T inside one chunk, T a multiple of the chunk and a
+    prime; split 1, 2 and 4, shared or not, unrolled; then packed sequences of 7, 0 and 22
+    rows against the unfused forward."""
     path = tmp_path / "shared.scan"
     path.write_text(SHARED_SPEC)
-    for spec in (str(path), os.path.join(ROOT, "ops", "selective_ssm.scan")):
+    for spec in (str(path), os.path.join(ROOT, "ops", "hgrn.scan"),
+                 os.path.join(ROOT, "ops", "selective_ssm.scan")):
         ir, mod = _emit(spec, tmp_path)
         for T in (1, 3, 8, 13, 29):  # the packed sequences below take 29 rows
             dims, inputs, params = _fused_matches_oracle(ir, mod, T, (

@@ -315,7 +315,7 @@ def _fused_for(ir: ScanIR, shape: tuple, channel: str) -> dict:
         static.append(f"s_{p.name} = {_static_load('p_' + p.name, p.shape, swap, split)}")
     loads = [(i.name, _load("p_" + i.name, i.shape, True, swap=swap, split=split))
              for i in ir.inputs]
-    items = []  # (name, node, code, let) per per-token value of the chunk
+    items = []  # (name, node, code, let) per per-token let
 
     def let_code(printer, names, let, var):
         code = f"{var} = {printer(let.expr)}"
@@ -348,25 +348,22 @@ def _fused_for(ir: ScanIR, shape: tuple, channel: str) -> dict:
     def tile(var, node, printer):
         # a per-token value of the state's shape is the tile already; anything else (a
         # constant, a static or lower-rank value) is broadcast by adding zeros
-        code = ("ONE" if var.endswith("b_a") else "ZERO") if node is None else printer._op(
-            node, shape)
+        code = {"b_a": "ONE", "b_b": "ZERO"}[var] if node is None else printer._op(node, shape)
         if node is not None and node.varying and tuple(node.shape) == tuple(shape):
             return f"{var} = {code}"
         return f"{var} = tl.broadcast_to(({code}) + tl.zeros({full}, CDT), {full})"
-    for var, node in (("b_a", tr.coeff), ("b_b", update.inject)):
-        chunk.append(tile(var, node, tp))
-        items.append((var, node, chunk[-1], None))
-    # AHEAD: the per-token values with a costly builtin, and those they need, computed a
-    # chunk ahead as `z_<name>` from inputs loaded a chunk ahead (`w_<input>`), then carried
-    # across the loop under their own names
+    tiles = [(var, node) for var, node in (("b_a", tr.coeff), ("b_b", update.inject))]
+    chunk.extend(tile(var, node, tp) for var, node in tiles)
+    # AHEAD: the per-token lets with a costly builtin, and those they read, computed a chunk
+    # ahead as `z_<let>` from inputs loaded a chunk ahead (`w_<input>`), then carried across
+    # the loop as `v_<let>` (an update line calls no builtin: the tiles stay in their chunk)
     ahead = _ahead(items)
     znames = names | {i.name: f"w_{i.name}" for i in ir.inputs} | {
-        name: f"z_{name}" for name in ahead if not name.startswith("b_")}
+        name: f"z_{name}" for name in ahead}
     tpz = TilePrinter(ir.semiring, znames, channel, tp.mask, swap, split)
-    ahead_code = [let_code(tpz, znames, let, znames[name]) if let else
-                  tile(f"z_{name}", node, tpz) for name, node, _, let in items if name in ahead]
-    carry = [f"{names.get(name, name)} = {znames.get(name, 'z_' + name)}" for name, *_ in items
-             if name in ahead]
+    ahead_code = [let_code(tpz, znames, let, znames[name]) for name, _, _, let in items
+                  if name in ahead]
+    carry = [f"{names[name]} = {znames[name]}" for name, *_ in items if name in ahead]
     post, stores = [], []
     for r in ir.readouts:
         names[r.name] = f"v_r_{r.name}"
@@ -411,17 +408,15 @@ def _fused_for(ir: ScanIR, shape: tuple, channel: str) -> dict:
         "ahead": ahead_code, "carry": carry,
         "ahead_loads": [(i, load) for i, load in loads if i in _input_refs(
             node for name, node, *_ in items if name in ahead)] if ahead else [],
-        "now": [code for name, _, code, _ in items if name not in ahead],
+        "now": [code for name, _, code, _ in items if name not in ahead] + chunk[-2:],
         "now_loads": [(i, load) for i, load in loads if i in _input_refs(
-            [node for name, node, *_ in items if name not in ahead]
+            [node for name, node, *_ in items if name not in ahead] + [n for _, n in tiles]
             + [r.expr for r in ir.readouts] + [o.expr for o in ir.outputs])],
     }
 
 
 def _calls(node) -> set:
     """The builtins `node` calls."""
-    if node is None:
-        return set()
     out = {node.fn} if type(node).__name__ == "Call" else set()
     for child in children(node):
         out |= _calls(child)
@@ -434,12 +429,12 @@ def _input_refs(nodes) -> set:
 
 
 def _ahead(items) -> set:
-    """The names among `items` ((name, node, ...) for the chunk's per-token values in order:
-    its lets, then b_a and b_b) that AHEAD computes a chunk ahead: those that call a costly
-    builtin, and the per-token lets they read."""
+    """The names among `items` ((name, node, ...) for the per-token lets in order) that AHEAD
+    computes a chunk ahead: those that call a costly builtin, and the per-token lets they
+    read."""
     ahead: set = set()
     for name, node, *_ in reversed(items):
-        if node is not None and (name in ahead or _calls(node) & _COSTLY):
+        if name in ahead or _calls(node) & _COSTLY:
             ahead.add(name)
             ahead |= {r.name for r in refs(node) if r.kind == "let" and r.varying}
     return ahead
