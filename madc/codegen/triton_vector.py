@@ -352,8 +352,9 @@ def _fused_for(ir: ScanIR, shape: tuple, channel: str) -> dict:
         if node is not None and node.varying and tuple(node.shape) == tuple(shape):
             return f"{var} = {code}"
         return f"{var} = tl.broadcast_to(({code}) + tl.zeros({full}, CDT), {full})"
-    tiles = [(var, node) for var, node in (("b_a", tr.coeff), ("b_b", update.inject))]
-    chunk.extend(tile(var, node, tp) for var, node in tiles)
+    tiles = (("b_a", tr.coeff), ("b_b", update.inject))
+    tile_code = [tile(var, node, tp) for var, node in tiles]
+    chunk.extend(tile_code)
     # AHEAD: the per-token lets with a costly builtin, and those they read, computed a chunk
     # ahead as `z_<let>` from inputs loaded a chunk ahead (`w_<input>`), then carried across
     # the loop as `v_<let>` (an update line calls no builtin: the tiles stay in their chunk)
@@ -408,7 +409,7 @@ def _fused_for(ir: ScanIR, shape: tuple, channel: str) -> dict:
         "ahead": ahead_code, "carry": carry,
         "ahead_loads": [(i, load) for i, load in loads if i in _input_refs(
             node for name, node, *_ in items if name in ahead)] if ahead else [],
-        "now": [code for name, _, code, _ in items if name not in ahead] + chunk[-2:],
+        "now": [code for name, _, code, _ in items if name not in ahead] + tile_code,
         "now_loads": [(i, load) for i, load in loads if i in _input_refs(
             [node for name, node, *_ in items if name not in ahead] + [n for _, n in tiles]
             + [r.expr for r in ir.readouts] + [o.expr for o in ir.outputs])],
