@@ -315,7 +315,7 @@ def _fused_for(ir: ScanIR, shape: tuple, channel: str) -> dict:
         static.append(f"s_{p.name} = {_static_load('p_' + p.name, p.shape, swap, split)}")
     loads = [(i.name, _load("p_" + i.name, i.shape, True, swap=swap, split=split))
              for i in ir.inputs]
-    items = []  # (name, node, code, let) per per-token let
+    varying = []  # (let, its code) per per-token let
 
     def let_code(printer, names, let, var):
         code = f"{var} = {printer(let.expr)}"
@@ -336,7 +336,7 @@ def _fused_for(ir: ScanIR, shape: tuple, channel: str) -> dict:
         var = ("v_" if let.expr.varying else "s_") + let.name
         code = let_code(tp, names, let, var)
         if let.expr.varying:
-            items.append((let.name, let.expr, code, let))
+            varying.append((let, code))
         names[let.name] = var
         (chunk if let.expr.varying else static).append(code)
     update = ir.updates[0]
@@ -358,13 +358,12 @@ def _fused_for(ir: ScanIR, shape: tuple, channel: str) -> dict:
     # AHEAD: the per-token lets with a costly builtin, and those they read, computed a chunk
     # ahead as `z_<let>` from inputs loaded a chunk ahead (`w_<input>`), then carried across
     # the loop as `v_<let>` (an update line calls no builtin: the tiles stay in their chunk)
-    ahead = _ahead(items)
+    ahead = _ahead([let for let, _ in varying])
     znames = names | {i.name: f"w_{i.name}" for i in ir.inputs} | {
         name: f"z_{name}" for name in ahead}
     tpz = TilePrinter(ir.semiring, znames, channel, tp.mask, swap, split)
-    ahead_code = [let_code(tpz, znames, let, znames[name]) for name, _, _, let in items
-                  if name in ahead]
-    carry = [f"{names[name]} = {znames[name]}" for name, *_ in items if name in ahead]
+    ahead_lets = [let for let, _ in varying if let.name in ahead]
+    now = [(let, code) for let, code in varying if let.name not in ahead]
     post, stores = [], []
     for r in ir.readouts:
         names[r.name] = f"v_r_{r.name}"
@@ -406,12 +405,13 @@ def _fused_for(ir: ScanIR, shape: tuple, channel: str) -> dict:
         "swap": swap, "split": split,
         # AHEAD's pieces (empty when nothing is costly): the values a chunk ahead and their
         # inputs' loads, the rest of the chunk and its inputs' loads
-        "ahead": ahead_code, "carry": carry,
-        "ahead_loads": [(i, load) for i, load in loads if i in _input_refs(
-            node for name, node, *_ in items if name in ahead)] if ahead else [],
-        "now": [code for name, _, code, _ in items if name not in ahead] + tile_code,
+        "ahead": [let_code(tpz, znames, let, znames[let.name]) for let in ahead_lets],
+        "carry": [f"{names[let.name]} = {znames[let.name]}" for let in ahead_lets],
+        "ahead_loads": [(i, load) for i, load in loads
+                        if i in _input_refs(let.expr for let in ahead_lets)],
+        "now": [code for _, code in now] + tile_code,
         "now_loads": [(i, load) for i, load in loads if i in _input_refs(
-            [node for name, node, *_ in items if name not in ahead] + [n for _, n in tiles]
+            [let.expr for let, _ in now] + [n for _, n in tiles]
             + [r.expr for r in ir.readouts] + [o.expr for o in ir.outputs])],
     }
 
@@ -429,15 +429,14 @@ def _input_refs(nodes) -> set:
     return {r.name for n in nodes if n is not None for r in refs(n) if r.kind == "input"}
 
 
-def _ahead(items) -> set:
-    """The names among `items` ((name, node, ...) for the per-token lets in order) that AHEAD
-    computes a chunk ahead: those that call a costly builtin, and the per-token lets they
-    read."""
+def _ahead(lets) -> set:
+    """The names of the per-token `lets` (in order) that AHEAD computes a chunk ahead: those
+    that call a costly builtin, and the per-token lets they read."""
     ahead: set = set()
-    for name, node, *_ in reversed(items):
-        if name in ahead or _calls(node) & _COSTLY:
-            ahead.add(name)
-            ahead |= {r.name for r in refs(node) if r.kind == "let" and r.varying}
+    for let in reversed(lets):
+        if let.name in ahead or _calls(let.expr) & _COSTLY:
+            ahead.add(let.name)
+            ahead |= {r.name for r in refs(let.expr) if r.kind == "let" and r.varying}
     return ahead
 
 
