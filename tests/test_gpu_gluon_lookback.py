@@ -1,8 +1,16 @@
 """scripts/gpu_gluon_lookback.py (session 18's Gluon experiment) runs on a GPU only; here its
-kernel is compiled for sm_90 without one, so the script stays runnable for the next session."""
+kernel is compiled for sm_90 without one, so the script stays runnable for the next session.
+
+The compile runs in a fresh interpreter without TRITON_INTERPRET: in one `make test` run
+(session 23) it failed inside a pytest worker that had run other tests first (`C // BC` on a
+kernel argument: "block_argument has no attribute dtype") and passed alone, so what ran
+before in the same process can break compiling for a GPU there."""
 
 import importlib.util
+import json
 import os
+import subprocess
+import sys
 
 import pytest
 
@@ -17,10 +25,9 @@ def _script():
     return module
 
 
-@pytest.mark.parametrize("BT,NCH,VEC,NW,W", [(16, 12, 2, 1, 8), (16, 8, 2, 2, 8)])
-@pytest.mark.parametrize("pipe", [False, True], ids=["one-piece", "two-pieces"])
-def test_gluon_lookback_compiles_for_sm90(BT, NCH, VEC, NW, W, pipe):
-    pytest.importorskip("triton.experimental.gluon")
+def _compile(BT, NCH, VEC, NW, W, pipe):
+    """Compile the kernel for sm_90 and return what the test checks (its PTX's instructions
+    and its shared memory)."""
     import triton
     from triton.backends.compiler import GPUTarget
     from triton.experimental.gluon._runtime import GluonASTSource
@@ -39,6 +46,24 @@ def test_gluon_lookback_compiles_for_sm90(BT, NCH, VEC, NW, W, pipe):
                        constexprs=meta, attrs=attrs),
         target=GPUTarget("cuda", 90, 32), options={"num_warps": NW})
     ptx = compiled.asm["ptx"]
-    assert "cp.async" in ptx and "atom.global" in ptx
+    return {"cp.async": "cp.async" in ptx, "atom.global": "atom.global" in ptx,
+            "shared": compiled.metadata.shared}
+
+
+@pytest.mark.parametrize("BT,NCH,VEC,NW,W", [(16, 12, 2, 1, 8), (16, 8, 2, 2, 8)])
+@pytest.mark.parametrize("pipe", [False, True], ids=["one-piece", "two-pieces"])
+def test_gluon_lookback_compiles_for_sm90(BT, NCH, VEC, NW, W, pipe):
+    pytest.importorskip("triton.experimental.gluon")
+    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
+    args = json.dumps([BT, NCH, VEC, NW, W, pipe])
+    proc = subprocess.run([sys.executable, __file__, args], env=env, cwd=ROOT,
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    got = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert got["cp.async"] and got["atom.global"]
     # the piece (two with `pipe`) in shared memory: NCH chunks of a and b
-    assert compiled.metadata.shared >= (1 + pipe) * 2 * NCH * BT * VEC * 32 * NW * 2
+    assert got["shared"] >= (1 + pipe) * 2 * NCH * BT * VEC * 32 * NW * 2
+
+
+if __name__ == "__main__":
+    print(json.dumps(_compile(*json.loads(sys.argv[1]))))
