@@ -1,11 +1,9 @@
 """Time the fused selective SSM's tiles and exp_mix side by side on a GPU (session 19).
 
-    python3 scripts/gpu_ssm_tiles.py "BT,BC,WARPS,STAGES,UNROLL,SPLIT,MIX,PARAMS[,SHARE[,AHEAD]];.."
+    python3 scripts/gpu_ssm_tiles.py "BT,BC,WARPS,STAGES,UNROLL,SPLIT,MIX,PARAMS[,SHARE];..."
 
 SHARE (1 unless given; session 20) is the `share` option: the SPLIT lanes of a channel compute
-its softplus once per row between them. AHEAD (0 unless given; session 21) is the `ahead`
-option: the softplus and exps computed a chunk ahead, at the end (1) or start (2) of the
-previous iteration. PARAMS is 32 (fp32 params, what a module call without
+its softplus once per row between them. PARAMS is 32 (fp32 params, what a module call without
 a gradient passes since session 19) or 16 (bf16). Each row prints its `do_bench` median at
 B=8 T=4096 D=2048 N=16 bf16, its ratio to the exp floor (one exp per state element at the
 rate `madc bench` measures) and its largest output difference from the first row with the
@@ -48,11 +46,10 @@ def main(rows: str) -> None:
     print(f"exp floor {floor:.4f} ms", flush=True)
     first = {}
     for row in rows.split(";"):
-        bt, bc, w, st, un, sp, mix, pdt, *more = row.split(",")
-        share, ahead = (more + ["1", "0"][len(more):])[:2]
+        bt, bc, w, st, un, sp, mix, pdt, *share = row.split(",")
         opts = dict(fused=True, chunk_size=int(bt), block_channels=int(bc), num_warps=int(w),
                     stages=int(st), unroll=int(un), split=int(sp), exp_mix=int(mix),
-                    share=share != "0", ahead=int(ahead))
+                    share=share != ["0"])
 
         def call(opts=opts, p=params[pdt]):
             return tv.scan(inputs, p, mod.dims, None, None, **opts)

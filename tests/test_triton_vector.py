@@ -363,8 +363,7 @@ def test_fused_forward_matches_oracle(path, tmp_path):
                       {"fused": True, "chunk_size": 8, "block_channels": 4, "split": 2},
                       {"fused": True, "block_channels": 2, "split": 8},
                       {"fused": True, "chunk_size": 8, "exp_mix": 4},
-                      {"fused": True, "chunk_size": 8, "split": 2, "share": False},
-                      {"fused": True, "chunk_size": 4, "unroll": 2, "ahead": 2}))
+                      {"fused": True, "chunk_size": 8, "split": 2, "share": False}))
     _packed_fused_matches_unfused(mod, dims, inputs, params,
                                   ({}, {"prefetch": 3, "chunk_size": 4}))
 
@@ -780,7 +779,7 @@ def test_prefetch_zoo_packed_matches_oracle(name, depth, tmp_path):
 BAD_TILE_OPTIONS = [("prefetch", v) for v in (4, -1, "2", 1.5)] + [
     ("stages", v) for v in (0, 7, True, "3")] + [("unroll", v) for v in (0, 9, True, 2.0)] + [
     ("split", v) for v in (0, 3, True, "2")] + [("exp_mix", v) for v in (2, 32, True)] + [
-    ("share", v) for v in (1, 0, "yes", None)] + [("ahead", v) for v in (3, -1, True, "1")]
+    ("share", v) for v in (1, 0, "yes", None)]
 
 
 @pytest.mark.parametrize("option,value", BAD_TILE_OPTIONS)
@@ -829,70 +828,6 @@ def test_split_lanes_share_only_costly_channel_only_lets():
     for let in ("u", "g", "w", "q"):
         assert chunk.count(f"v_{let} = ") == 1, chunk
     assert chunk.count("_rows_back") == 1
-
-
-def test_ahead_takes_the_costly_lets_and_what_they_read():
-    """AHEAD computes a chunk ahead the per-token values that call a costly builtin and the
-    per-token lets those read (softplus's `delta` for `a`), as `z_` values from inputs loaded
-    a chunk ahead (`w_`), then carries them under their own names; the rest of the chunk
-    (`u`, `b`, the tiles) is computed in its iteration from its own loads. A spec without a
-    costly prologue has nothing ahead."""
-    fused = triton_vector._fused_context(load_spec(SHARED_SPEC))
-    ahead = "\n".join(fused["ahead"])
-    assert [line.split(" = ")[0] for line in fused["carry"]] == [
-        "v_delta", "v_q", "v_g", "v_w", "v_a"]
-    assert "z_delta = _rows_back(_softplus((_lane_rows(w_dt, S_N) + s_bias)), S_N)" in ahead
-    assert "z_a = _exp2(z_delta[:, None, None, :]" in ahead and "v_" not in ahead
-    assert [i for i, _ in fused["ahead_loads"]] == ["x", "dt", "B", "s"]
-    assert [line.split(" = ")[0] for line in fused["now"]] == ["v_u", "v_b", "b_a", "b_b"]
-    assert [i for i, _ in fused["now_loads"]] == ["x", "B"]
-    ssm = triton_vector._fused_context(load_spec(os.path.join(ROOT, "ops", "selective_ssm.scan")))
-    assert ssm["carry"] == ["v_delta = z_delta", "v_a = z_a"]
-    assert [i for i, _ in ssm["ahead_loads"]] == ["dt"]
-    assert [i for i, _ in ssm["now_loads"]] == ["x", "B", "C"]
-    linear = triton_vector._fused_context(
-        load_spec(os.path.join(ROOT, "examples", "scans", "linear_scan.scan")))
-    assert linear["ahead"] == linear["carry"] == linear["ahead_loads"] == []
-    kernel = triton_vector.emit(load_spec(os.path.join(ROOT, "examples", "scans",
-                                                       "linear_scan.scan")))
-    kernel = kernel[kernel.index("def linear_scan_fused_fwd_kernel"):]
-    code = [line for line in kernel[:kernel.index("\n\n\n")].splitlines()
-            if not line.lstrip().startswith("#")]
-    assert [line.strip() for line in code if "AHEAD" in line] == ["AHEAD: tl.constexpr):"]
-
-
-@pytest.mark.parametrize("ahead", [1, 2])
-def test_ahead_matches_oracle(ahead, tmp_path):
-    """The spec above, hgrn (a rank-1 state) and the selective SSM with their costly values
-    computed a chunk ahead, at the end (1) or the start (2) of the previous iteration,
-    against the float64 oracle: T = 1, a T inside one chunk, T a multiple of the chunk and a
-    prime; split 1, 2 and 4, shared or not, unrolled; then packed sequences of 7, 0 and 22
-    rows against the unfused forward."""
-    path = tmp_path / "shared.scan"
-    path.write_text(SHARED_SPEC)
-    for spec in (str(path), os.path.join(ROOT, "ops", "hgrn.scan"),
-                 os.path.join(ROOT, "ops", "selective_ssm.scan")):
-        ir, mod = _emit(spec, tmp_path)
-        for T in (1, 3, 8, 13, 29):  # the packed sequences below take 29 rows
-            dims, inputs, params = _fused_matches_oracle(ir, mod, T, (
-                {"fused": True, "ahead": ahead},
-                {"fused": True, "ahead": ahead, "chunk_size": 4, "split": 4, "unroll": 2},
-                {"fused": True, "ahead": ahead, "chunk_size": 2, "split": 1, "stages": 1},
-                {"fused": True, "ahead": ahead, "share": False}))
-        _packed_fused_matches_unfused(mod, dims, inputs, params,
-                                      ({"ahead": ahead}, {"ahead": ahead, "chunk_size": 4}))
-
-
-def test_ahead_needs_prefetch_0(tmp_path):
-    """AHEAD's loads are pipelined by `stages`; with the register prefetch it is an error that
-    says so."""
-    ir, mod = _emit(os.path.join(ROOT, "ops", "selective_ssm.scan"), tmp_path)
-    dims = _dims(ir)
-    inputs, params = _inputs(ir, dims, 1, 5, torch.float32, 1)
-    with torch.no_grad(), pytest.raises(ValueError, match="ahead: got 1 with prefetch 1"):
-        mod.scan(inputs, params, dims, None, None, fused=True, ahead=1, prefetch=1)
-    with torch.no_grad():  # and without it, the same call runs
-        mod.scan(inputs, params, dims, None, None, fused=True, ahead=1)
 
 
 def test_shared_lets_match_oracle(tmp_path):

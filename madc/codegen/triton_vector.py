@@ -34,7 +34,6 @@ from madc.codegen.torch_print import (
     HelperSpelling,
     SemiringSpelling,
     TorchPrinter,
-    children,
     refs,
     strip_parens,
 )
@@ -315,10 +314,9 @@ def _fused_for(ir: ScanIR, shape: tuple, channel: str) -> dict:
         static.append(f"s_{p.name} = {_static_load('p_' + p.name, p.shape, swap, split)}")
     loads = [(i.name, _load("p_" + i.name, i.shape, True, swap=swap, split=split))
              for i in ir.inputs]
-    varying = []  # (let, its code) per per-token let
-
-    def let_code(printer, names, let, var):
-        code = f"{var} = {printer(let.expr)}"
+    for let in ir.lets:
+        var = ("v_" if let.expr.varying else "s_") + let.name
+        code = f"{var} = {tp(let.expr)}"
         if split is not None and _shareable(let.expr, channel):
             # a channel-only value the SPLIT lanes of a channel would each compute: with
             # SHARE, each lane computes 1 / S of its rows and the lanes exchange them
@@ -330,13 +328,6 @@ def _fused_for(ir: ScanIR, shape: tuple, channel: str) -> dict:
             code = (f"if SHARE and S_{split} > 1 and BT % S_{split} == 0:\n"
                     f"    {var} = _rows_back({lane(let.expr)}, S_{split})\n"
                     f"else:\n    {code}")
-        return code
-
-    for let in ir.lets:
-        var = ("v_" if let.expr.varying else "s_") + let.name
-        code = let_code(tp, names, let, var)
-        if let.expr.varying:
-            varying.append((let, code))
         names[let.name] = var
         (chunk if let.expr.varying else static).append(code)
     update = ir.updates[0]
@@ -344,26 +335,16 @@ def _fused_for(ir: ScanIR, shape: tuple, channel: str) -> dict:
     full = "(BT, " + ", ".join("BC" if d == channel else f"H_{d}, S_{d}" if d == split
                                else f"P_{d}" for d in held) + ")"
     tr = update.transition
-
-    def tile(var, node, printer):
+    coeff = "ONE" if tr.coeff is None else tp._op(tr.coeff, shape)
+    inject = "ZERO" if update.inject is None else tp._op(update.inject, shape)
+    def tile(var, node, code):
         # a per-token value of the state's shape is the tile already; anything else (a
         # constant, a static or lower-rank value) is broadcast by adding zeros
-        code = {"b_a": "ONE", "b_b": "ZERO"}[var] if node is None else printer._op(node, shape)
         if node is not None and node.varying and tuple(node.shape) == tuple(shape):
             return f"{var} = {code}"
         return f"{var} = tl.broadcast_to(({code}) + tl.zeros({full}, CDT), {full})"
-    tiles = (("b_a", tr.coeff), ("b_b", update.inject))
-    tile_code = [tile(var, node, tp) for var, node in tiles]
-    chunk.extend(tile_code)
-    # AHEAD: the per-token lets with a costly builtin, and those they read, computed a chunk
-    # ahead as `z_<let>` from inputs loaded a chunk ahead (`w_<input>`), then carried across
-    # the loop as `v_<let>` (an update line calls no builtin: the tiles stay in their chunk)
-    ahead = _ahead([let for let, _ in varying])
-    znames = names | {i.name: f"w_{i.name}" for i in ir.inputs} | {
-        name: f"z_{name}" for name in ahead}
-    tpz = TilePrinter(ir.semiring, znames, channel, tp.mask, swap, split)
-    ahead_lets = [let for let, _ in varying if let.name in ahead]
-    now = [(let, code) for let, code in varying if let.name not in ahead]
+    chunk.append(tile("b_a", tr.coeff, coeff))
+    chunk.append(tile("b_b", update.inject, inject))
     post, stores = [], []
     for r in ir.readouts:
         names[r.name] = f"v_r_{r.name}"
@@ -403,41 +384,7 @@ def _fused_for(ir: ScanIR, shape: tuple, channel: str) -> dict:
         "state_mask": _state_mask(shape, swap, split),
         "state_offs": _state_offs(shape, swap, split),
         "swap": swap, "split": split,
-        # AHEAD's pieces (empty when nothing is costly): the values a chunk ahead and their
-        # inputs' loads, the rest of the chunk and its inputs' loads
-        "ahead": [let_code(tpz, znames, let, znames[let.name]) for let in ahead_lets],
-        "carry": [f"{names[let.name]} = {znames[let.name]}" for let in ahead_lets],
-        "ahead_loads": [(i, load) for i, load in loads
-                        if i in _input_refs(let.expr for let in ahead_lets)],
-        "now": [code for _, code in now] + tile_code,
-        "now_loads": [(i, load) for i, load in loads if i in _input_refs(
-            [let.expr for let, _ in now] + [n for _, n in tiles]
-            + [r.expr for r in ir.readouts] + [o.expr for o in ir.outputs])],
     }
-
-
-def _calls(node) -> set:
-    """The builtins `node` calls."""
-    out = {node.fn} if type(node).__name__ == "Call" else set()
-    for child in children(node):
-        out |= _calls(child)
-    return out
-
-
-def _input_refs(nodes) -> set:
-    """The names of the inputs any of `nodes` reads."""
-    return {r.name for n in nodes if n is not None for r in refs(n) if r.kind == "input"}
-
-
-def _ahead(lets) -> set:
-    """The names of the per-token `lets` (in order) that AHEAD computes a chunk ahead: those
-    that call a costly builtin, and the per-token lets they read."""
-    ahead: set = set()
-    for let in reversed(lets):
-        if let.name in ahead or _calls(let.expr) & _COSTLY:
-            ahead.add(let.name)
-            ahead |= {r.name for r in refs(let.expr) if r.kind == "let" and r.varying}
-    return ahead
 
 
 def _state_offs(shape: tuple, swap: bool = False, split=None) -> str:
