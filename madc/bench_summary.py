@@ -4,10 +4,11 @@ a log or tropical scan is compared with the real scan of its own shape and dtype
 
     python -m madc.bench_summary runs/bench
 
-Targets: the diagonal real scan (`linear_scan`) at >= 95% of its I/O roofline forward (70% at
-B = 1, the small-batch long-sequence case) and >= 90% forward+backward, no slower than
-accelerated-scan; any other scan of the same shape and dtype within 1.2x of it; an exp-bound
-fused spec >= 3x faster than with its states materialised and within 1.5x of its floor.
+Targets: the diagonal real scan (`linear_scan`) at >= 95% of its I/O roofline forward and
+>= 90% forward+backward, no slower than accelerated-scan; at B = 1 (the small-batch
+long-sequence case) the one target is >= 70% forward, the other rows are printed without one;
+any other scan of the same shape and dtype within 1.2x of it; an exp-bound fused spec >= 3x
+faster than with its states materialised and within 1.5x of its floor.
 """
 
 from __future__ import annotations
@@ -58,10 +59,10 @@ def rows(results: list[dict]) -> list[tuple[str, str, float | None, str]]:
             for key, label, target in (("fwd_ms", "forward", "fwd_roofline"),
                                        ("fwdbwd_ms", "forward+backward", "fwdbwd_roofline")):
                 frac = _ratio(roof[key], madc[key])
-                if r["B"] == 1 and key == "fwd_ms":
-                    target = "b1_roofline"
+                if r["B"] == 1:  # B = 1 has a forward target only
+                    target = "b1_roofline" if key == "fwd_ms" else None
                 out.append((case, f"{label}, fraction of the I/O roofline", frac,
-                            f">= {TARGETS[target]:.0%}" if diagonal else "-"))
+                            f">= {TARGETS[target]:.0%}" if diagonal and target else "-"))
             if graph:
                 target = TARGETS["b1_roofline" if r["B"] == 1 else "fwd_roofline"]
                 out.append((case, "forward (CUDA graph), fraction of the I/O roofline",
@@ -71,7 +72,7 @@ def rows(results: list[dict]) -> list[tuple[str, str, float | None, str]]:
         if madc and anchor:
             for key, label in (("fwd_ms", "forward"), ("fwdbwd_ms", "forward+backward")):
                 out.append((case, f"{label}, accelerated-scan time / madc time",
-                            _ratio(anchor[key], madc[key]), ">= 1"))
+                            _ratio(anchor[key], madc[key]), ">= 1" if r["B"] > 1 else "-"))
         twin = real.get(_shape(r))
         if madc and twin is not None and twin is not r:
             base = _entry(twin, "madc triton")

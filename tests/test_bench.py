@@ -81,9 +81,35 @@ def test_summary_compares_runs_of_one_folder(tmp_path, capsys, monkeypatch):
     assert value == pytest.approx(roof["fwd_ms"] / madc_ms["linear_scan"])
     assert target == ">= 70%"  # B = 1: the small-batch long-sequence target
     assert rows[("log_scan", "forward, fraction of the I/O roofline")][1] == "-"
+    # B = 1 has no forward+backward target
+    assert rows[("linear_scan", "forward+backward, fraction of the I/O roofline")][1] == "-"
     assert ("selective_ssm", "forward, states materialised / fused") in rows
     assert ("selective_ssm", "forward / its floor (max of exp and I/O)") in rows
     assert not any(s == "selective_ssm" and "roofline" in m for s, m in rows)
     assert bench_summary.main([str(tmp_path)]) == 0
     assert "time / the real linear scan's" in capsys.readouterr().out
     assert bench_summary.main([str(tmp_path / "empty")]) == 2
+
+
+def test_summary_targets_follow_the_batch():
+    """The forward+backward and accelerated-scan targets are B = 8's; at B = 1 only the
+    forward's 70% is one (the rows are still printed, without a target)."""
+    from madc import bench_summary
+
+    def result(B):
+        entries = [{"name": "madc triton", "fwd_ms": 1.0, "fwdbwd_ms": 2.0},
+                   {"name": "accelerated-scan", "fwd_ms": 0.9, "fwdbwd_ms": 2.2},
+                   {"name": "HBM roofline (I/O bytes)", "fwd_ms": 0.8, "fwdbwd_ms": 1.9}]
+        return {"spec": "linear_scan", "B": B, "T": 64, "dims": {"D": 4}, "dtype": "bf16",
+                "entries": entries}
+
+    targets = {(case.split()[2], measure): (value, target)
+               for case, measure, value, target in bench_summary.rows([result(8), result(1)])}
+    assert targets[("B8", "forward, fraction of the I/O roofline")] == (0.8, ">= 95%")
+    assert targets[("B8", "forward+backward, fraction of the I/O roofline")] == (
+        pytest.approx(0.95), ">= 90%")
+    assert targets[("B8", "forward, accelerated-scan time / madc time")] == (0.9, ">= 1")
+    assert targets[("B8", "forward+backward, accelerated-scan time / madc time")] == (1.1, ">= 1")
+    assert targets[("B1", "forward, fraction of the I/O roofline")] == (0.8, ">= 70%")
+    assert targets[("B1", "forward+backward, fraction of the I/O roofline")][1] == "-"
+    assert targets[("B1", "forward, accelerated-scan time / madc time")] == (0.9, "-")
