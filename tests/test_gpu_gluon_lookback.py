@@ -1,28 +1,12 @@
 """scripts/gpu_gluon_lookback.py (session 18's Gluon experiment) runs on a GPU only; here its
 kernel is compiled for sm_90 without one, so the script stays runnable for the next session.
+The compile runs in a fresh interpreter (`script_util.compile_in_fresh_process` says why)."""
 
-The compile runs in a fresh interpreter without TRITON_INTERPRET: in one `make test` run
-(session 23) it failed inside a pytest worker that had run other tests first (`C // BC` on a
-kernel argument: "block_argument has no attribute dtype") and passed alone, so what ran
-before in the same process can break compiling for a GPU there."""
-
-import importlib.util
 import json
-import os
-import subprocess
 import sys
 
 import pytest
-
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
-def _script():
-    path = os.path.join(ROOT, "scripts", "gpu_gluon_lookback.py")
-    spec = importlib.util.spec_from_file_location("gpu_gluon_lookback", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+from script_util import compile_in_fresh_process, load_script
 
 
 def _compile(BT, NCH, VEC, NW, W, pipe):
@@ -32,7 +16,7 @@ def _compile(BT, NCH, VEC, NW, W, pipe):
     from triton.backends.compiler import GPUTarget
     from triton.experimental.gluon._runtime import GluonASTSource
 
-    kernel = _script().b1_kernel
+    kernel = load_script("gpu_gluon_lookback").b1_kernel
     sig = {k: "*fp32" for k in ("p_h0", "p_ht", "p_agg_a", "p_agg_b", "p_inc")}
     sig |= {"p_a": "*bf16", "p_b": "*bf16", "p_hs": "*bf16", "p_ticket": "*i32", "C": "i32",
             "T": "i32", "NP": "i32"}
@@ -54,12 +38,7 @@ def _compile(BT, NCH, VEC, NW, W, pipe):
 @pytest.mark.parametrize("pipe", [False, True], ids=["one-piece", "two-pieces"])
 def test_gluon_lookback_compiles_for_sm90(BT, NCH, VEC, NW, W, pipe):
     pytest.importorskip("triton.experimental.gluon")
-    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
-    args = json.dumps([BT, NCH, VEC, NW, W, pipe])
-    proc = subprocess.run([sys.executable, __file__, args], env=env, cwd=ROOT,
-                          capture_output=True, text=True, timeout=600)
-    assert proc.returncode == 0, proc.stderr[-4000:]
-    got = json.loads(proc.stdout.strip().splitlines()[-1])
+    got = compile_in_fresh_process(__file__, BT, NCH, VEC, NW, W, pipe)
     assert got["cp.async"] and got["atom.global"]
     # the piece (two with `pipe`) in shared memory: NCH chunks of a and b
     assert got["shared"] >= (1 + pipe) * 2 * NCH * BT * VEC * 32 * NW * 2

@@ -1,10 +1,8 @@
 """scripts/gpu_tma_scan.py (session 23's TMA experiment) times on a GPU only; here its kernel
 runs in Triton's interpreter against a float64 loop, the script itself runs on tiny shapes
 (MADC_TILES_DRY=1), and the kernel is compiled for sm_90 to check that its tiles move as bulk
-tensor copies. The compile runs in a fresh interpreter without TRITON_INTERPRET, as in
-test_gpu_gluon_lookback.py."""
+tensor copies (in a fresh interpreter: `script_util.compile_in_fresh_process`)."""
 
-import importlib.util
 import json
 import os
 import subprocess
@@ -12,16 +10,9 @@ import sys
 
 import pytest
 import torch
+from script_util import ROOT, compile_in_fresh_process, load_script
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-SCRIPT = os.path.join(ROOT, "scripts", "gpu_tma_scan.py")
-
-
-def _script():
-    spec = importlib.util.spec_from_file_location("gpu_tma_scan", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+SCRIPT = ROOT / "scripts" / "gpu_tma_scan.py"
 
 
 def _reference(a, b, h0):
@@ -43,7 +34,7 @@ def test_tma_scan_matches_float64_loop(T, BT, BC, D):
     a = torch.rand(2, T, D, generator=gen) * 0.5 + 0.5
     b = torch.randn(2, T, D, generator=gen)
     h0 = torch.randn(2, D, generator=gen)
-    hs, ht = _script().tma_scan(a, b, h0, BT, BC, 1, 2)
+    hs, ht = load_script("gpu_tma_scan").tma_scan(a, b, h0, BT, BC, 1, 2)
     want_hs, want_ht = _reference(a, b, h0)
     assert torch.allclose(hs.double(), want_hs, rtol=1e-5, atol=1e-5)
     assert torch.allclose(ht.double(), want_ht, rtol=1e-5, atol=1e-5)
@@ -51,7 +42,7 @@ def test_tma_scan_matches_float64_loop(T, BT, BC, D):
 
 @pytest.mark.skipif(os.environ.get("TRITON_INTERPRET") != "1", reason="needs the interpreter")
 def test_tma_script_runs_dry():
-    env = dict(os.environ, MADC_TILES_DRY="1", PYTHONPATH=ROOT)
+    env = dict(os.environ, MADC_TILES_DRY="1", PYTHONPATH=str(ROOT))
     out = subprocess.run([sys.executable, SCRIPT, "fp32:8,16,1,2", "bf16:16,8,1,3"], env=env,
                          cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert out.returncode == 0, out.stderr[-4000:]
@@ -72,7 +63,7 @@ def _compile(BT, BC, warps, stages, dtype):
     desc = f"tensordesc<{dtype}[1,{BT},{BC}]>"
     sig = {"d_a": desc, "d_b": desc, "d_h": desc, "p_h0": "*fp32", "p_ht": "*fp32",
            "T": "i32", "D": "i32", "BT": "constexpr", "BC": "constexpr", "STAGES": "constexpr"}
-    src = ASTSource(fn=_script().tma_scan_kernel, signature=sig,
+    src = ASTSource(fn=load_script("gpu_tma_scan").tma_scan_kernel, signature=sig,
                     constexprs={"BT": BT, "BC": BC, "STAGES": stages})
     compiled = triton.compile(src, target=GPUTarget("cuda", 90, 32),
                               options={"num_warps": warps})
@@ -84,12 +75,7 @@ def _compile(BT, BC, warps, stages, dtype):
 @pytest.mark.parametrize("BT,BC,warps,stages,dtype", [(32, 64, 2, 3, "fp32"),
                                                       (32, 128, 2, 3, "bf16")])
 def test_tma_kernel_compiles_to_bulk_copies(BT, BC, warps, stages, dtype):
-    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
-    args = json.dumps([BT, BC, warps, stages, dtype])
-    proc = subprocess.run([sys.executable, __file__, args], env=env, cwd=ROOT,
-                          capture_output=True, text=True, timeout=600)
-    assert proc.returncode == 0, proc.stderr[-4000:]
-    got = json.loads(proc.stdout.strip().splitlines()[-1])
+    got = compile_in_fresh_process(__file__, BT, BC, warps, stages, dtype)
     # loads into shared memory completing on an mbarrier, stores from shared memory
     assert any(k.startswith("cp.async.bulk.tensor.3d.shared::cluster.global") for k in got["bulk"])
     assert any(k.startswith("cp.async.bulk.tensor.3d.global.shared::cta") for k in got["bulk"])

@@ -62,13 +62,10 @@ def test_gla_fp32_strong_gates_replayed_by_gpu_replay(tmp_path, capsys):
     log-decays (each row of a chunk's G rounded at ~ulp(|G|), |G| in the hundreds); with the
     fp64 sums the states are within 1e-7 (with fp32 sums the interpreter gives ~1e-6, the GPU's
     tree-shaped scan ~1e-4)."""
-    import importlib.util
-    from pathlib import Path
+    from script_util import ROOT as root
+    from script_util import load_script
 
-    root = Path(__file__).resolve().parents[1]
-    spec = importlib.util.spec_from_file_location("gpu_replay", root / "scripts" / "gpu_replay.py")
-    replay = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(replay)
+    replay = load_script("gpu_replay")
     cases = [line for line in (root / "scripts" / "fp32_cases.jsonl").read_text().splitlines()
              if "gla.scan" in line]
     assert len(cases) == 2
