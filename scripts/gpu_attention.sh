@@ -5,11 +5,7 @@
 set -u
 OUT=${OUT:-/tmp/madc_attention}
 mkdir -p "$OUT"
-if ls .whl/*.whl >/dev/null 2>&1; then
-    python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
-        --target /tmp/site .whl/*.whl && export PYTHONPATH=/tmp/site:${PYTHONPATH:-}
-fi
-export PYTHONPATH=$PWD:${PYTHONPATH:-}
+. scripts/device_env.sh  # from the repository root
 nvidia-smi --query-gpu=name --format=csv,noheader
 python3 -m pytest -q tests/gpu/test_triton_attention_gpu.py -p no:cacheprovider \
     2>&1 | tail -n 15 | tee "$OUT/gpu_tests.log"

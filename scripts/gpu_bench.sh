@@ -11,12 +11,7 @@ set -u
 cd "$(dirname "$0")/.."
 LOG=/tmp/madc_bench_logs
 rm -rf "$LOG" && mkdir -p "$LOG"
-if ls .whl/*.whl >/dev/null 2>&1; then
-    python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
-        --target /tmp/site .whl/*.whl && export PYTHONPATH=/tmp/site:${PYTHONPATH:-}
-fi
-export PYTHONPATH=$PWD:${PYTHONPATH:-}
-export PYTHONUNBUFFERED=1
+. scripts/device_env.sh  # from the repository root
 # first runs autotune for minutes; a carried TRITON_CACHE_DIR keeps the results with this
 export TRITON_CACHE_AUTOTUNING=${TRITON_CACHE_AUTOTUNING:-1}
 nvidia-smi --query-gpu=name,clocks.max.sm,clocks.max.mem --format=csv,noheader

@@ -13,12 +13,7 @@ set -u
 cd "$(dirname "$0")/.."
 LOG=${OUT:-runs/pending}
 mkdir -p "$LOG"
-if ls .whl/*.whl >/dev/null 2>&1; then
-    python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
-        --target /tmp/site .whl/*.whl && export PYTHONPATH=/tmp/site:${PYTHONPATH:-}
-fi
-export PYTHONPATH=$PWD:${PYTHONPATH:-}
-export PYTHONUNBUFFERED=1
+. scripts/device_env.sh  # from the repository root
 nvidia-smi --query-gpu=name,clocks.max.sm --format=csv,noheader | tee "$LOG/gpu.txt"
 timeout 150 python3 scripts/gpu_gluon_lookback.py 16,12,2,1,8,4 p16,12,2,1,8,2 p16,8,2,2,8,2 \
     p16,6,2,1,8,4 p16,12,2,1,16,2 2>&1 | tee "$LOG/gluon_lookback.log"
