@@ -3,7 +3,7 @@ in one process with the copy bandwidth, so the autotune lists and heuristics of
 `codegen/triton_vector.py.j2` come from measurements (docs/triton.md).
 
     python3 scripts/gpu_tiles.py PART [PART ...]
-    # parts: b8 fp32 fp32s log bwd bwd2 b1 lookback lookback1 pipe host ssm depth ab v4 rows
+    # parts: b8 fp32 fp32s log bwd bwd2 b1 lookback lookback1 host ssm depth ab v4 rows
 
 A tile is `BT,BC,VEC,PREFETCH,WARPS` (the chunk_size, block_channels, vector_width, prefetch
 and num_warps options of the generated `scan`). Times are
@@ -65,14 +65,6 @@ B1_TILES = ["16,256,2,1,4", "16,256,2,0,4", "32,256,2,1,4", "8,256,2,1,4", "16,1
 LOOKBACK = ["16,256,2,1,4", "32,128,2,1,2", "16,128,2,1,2", "32,64,2,1,1", "16,256,2,0,4"]
 LOOKBACK_WINDOWS = (8, 16, 32)
 LOOKBACK_PER_SM = (2, 8, 16)
-# the pipelined forward: tile (BT,BC,VEC,PREFETCH,WARPS), then rows per piece, MiB of inputs
-# per segment, rounds of lag, persistent programs per SM, carry window
-PIPE = ["32,64,2,1,1,256,8,1,4,8", "32,64,2,1,1,256,8,1,1,8", "32,64,2,1,1,256,8,1,1,32",
-        "32,64,2,1,1,128,8,1,1,32", "32,64,2,1,1,128,8,1,2,32", "32,64,2,1,1,128,4,1,1,32",
-        "32,64,2,1,1,512,16,1,1,32", "32,64,2,1,1,256,16,1,2,32", "32,64,2,2,1,256,8,1,1,32",
-        "32,64,2,2,1,128,8,1,1,32", "32,64,2,2,1,256,8,1,2,32", "16,64,2,3,1,256,8,1,1,32",
-        "16,64,2,3,1,128,8,1,2,32", "32,128,2,1,2,128,8,1,1,32", "32,128,2,1,2,64,8,1,1,32",
-        "16,256,2,1,4,64,8,1,1,16", "16,256,2,1,4,128,16,1,1,16", "32,32,2,1,1,256,8,1,1,32"]
 # session 7: prefetch depth (PREFETCH chunks of reads in flight; ptxas: bf16 forward 32 rows
 # depth 2 254 registers, 16 rows depth 3 166; backward 8 rows depth 3 164, 16 rows depth 2
 # spills 32 bytes)
@@ -325,43 +317,11 @@ def main(parts):
         sweep(case, AB_BF16[:4], bw, measure, {"fused": True})
         case = Case(f"{S}/log_scan.scan", B8, bf16)
         sweep(case, DEPTH_LOG_BF16[:2], bw, measure, {"fused": True})
-    if "pipe" in parts:
-        pipe(Case(f"{S}/linear_scan.scan", B1, bf16), bw, measure)
     if "host" in parts:
         host(Case(f"{S}/linear_scan.scan", B1, bf16), {"chunk_parallel": True},
              "the B1 three-phase forward")
         host(Case(f"{S}/linear_scan.scan", B8, bf16), {"fused": "auto"},
              "the B8 forward (fused, autotuned)")
-
-
-def pipe(case, bw, measure):
-    """The pipelined forward (`chunk_parallel="pipe"`) at each row of PIPE, after the default
-    forward, the look-back and accelerated-scan (`baseline`); each row checked against the
-    sequential kernel first (largest difference relative to the largest state)."""
-    baseline(case, bw, measure)
-    floor_f = (case.io + case.io // 2) / bw * 1e3
-    tv = case.tv
-    want = case.fwd(chunk_parallel=False)[0][0].float()
-    defaults = (tv.PIPE_PIECE, tv.PIPE_SEGMENT_BYTES, tv.PIPE_LAG, tv.PIPE_PER_SM,
-                tv.PIPE_WINDOW)
-    for row in PIPE[:2] if DRY else PIPE:
-        tile, (piece, seg, lag, per_sm, window) = row.rsplit(",", 5)[0], row.split(",")[5:]
-        tv.PIPE_PIECE, tv.PIPE_LAG, tv.PIPE_PER_SM = int(piece), int(lag), int(per_sm)
-        tv.PIPE_WINDOW = int(window)
-        tv.PIPE_SEGMENT_BYTES = int(float(seg) * (1 << 20))
-        opts = _options(tile) | {"chunk_parallel": "pipe"}
-        try:
-            got = case.fwd(**opts)[0][0].float()
-            err = ((got - want).abs().max() / want.abs().max()).item()
-            ms = measure(lambda opts=opts: case.fwd(**opts))
-            g = ms if DRY else triton.testing.do_bench_cudagraph(
-                lambda opts=opts: case.fwd(**opts), rep=60)
-            print(f"{row:>28} fwd {ms:8.4f} ms  graph {g:8.4f} ms ({100 * floor_f / g:5.1f}%)"
-                  f"  error {err:.1e}", flush=True)
-        except Exception as exc:  # noqa: BLE001 - a failing row is a result
-            print(f"{row:>28} FAILED {type(exc).__name__}: {str(exc)[:200]}", flush=True)
-    (tv.PIPE_PIECE, tv.PIPE_SEGMENT_BYTES, tv.PIPE_LAG, tv.PIPE_PER_SM,
-     tv.PIPE_WINDOW) = defaults
 
 
 def host(case, opts, label):

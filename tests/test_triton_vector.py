@@ -713,120 +713,6 @@ def test_auto_chunk_parallel_takes_the_lookback(tmp_path, monkeypatch, name, uni
         assert _rel_err(u, v) <= TOL
 
 
-# The pipelined forward (chunk_parallel="pipe", docs/triton.md): pieces of PIPE_PIECE rows in
-# segments of PIPE_SEGMENT_BYTES of inputs, set small here (one piece a segment) so that short
-# sequences take many segments, with a lag of two rounds.
-PIPE = {"chunk_parallel": "pipe", "chunk_size": 4}
-
-
-@pytest.fixture
-def small_pipe(monkeypatch):
-    def apply(mod):
-        monkeypatch.setattr(mod, "PIPE_PIECE", 8)
-        monkeypatch.setattr(mod, "PIPE_SEGMENT_BYTES", 1)
-        monkeypatch.setattr(mod, "PIPE_LAG", 2)
-        return mod
-    return apply
-
-
-@pytest.mark.parametrize("name", ["linear_scan", "log_scan", "tropical_scan"])
-@pytest.mark.parametrize("T", [1, 13, 37])
-def test_pipe_forward_matches_oracle(name, T, tmp_path, small_pipe):
-    ir, mod = _emit(os.path.join(ROOT, "examples", "scans", f"{name}.scan"), tmp_path)
-    _compare(ir, small_pipe(mod), {"D": 3}, B=2, T=T, h0=True, **PIPE)
-
-
-@pytest.mark.parametrize("name", ["ops/hgrn", "ops/log_ssm", "ops/selective_ssm"])
-def test_pipe_forward_zoo(name, tmp_path, small_pipe):
-    ir, mod = _emit(os.path.join(ROOT, f"{name}.scan"), tmp_path)
-    _compare(ir, small_pipe(mod), _dims(ir), B=2, T=23, h0=True, **PIPE)
-
-
-@pytest.mark.parametrize("N,T,C,piece,J,lag,bc", [
-    (1, 37, 3, 4, 4, 1, 4),     # a partial last piece and segment
-    (2, 92, 5, 4, 10, 1, 8),    # segments of more pieces than a carry window (8)
-    (2, 13, 3, 4, 3, 2, 4),     # lag = segments: every walk after every aggregate
-    (2, 13, 3, 4, 1, 9, 4),     # lag past the segments (clamped)
-    (1, 1, 3, 4, 1, 1, 4),      # one row
-    (3, 50, 20, 8, 1, 3, 16)])  # channel blocks (one partial), one piece a segment
-def test_pipe_segments(tmp_path, N, T, C, piece, J, lag, bc):
-    """The pipelined forward's task order (aggregates, carries, walks `lag` rounds later) over
-    segments of J pieces, against a float64 loop."""
-    _, mod = _emit(os.path.join(ROOT, "examples", "scans", "linear_scan.scan"), tmp_path)
-    g = torch.Generator().manual_seed(N * T + J)
-    a = torch.rand(N * T, C, generator=g, dtype=torch.float64)
-    b = torch.randn(N * T, C, generator=g, dtype=torch.float64)
-    h0 = torch.randn(N, C, generator=g, dtype=torch.float64)
-    hs, ht = torch.empty_like(a), torch.empty_like(h0)
-    tile = {"BT": 4, "BC": bc, "VEC": bc, "PREFETCH": 1, "num_warps": 1}
-    mod.linear_scan_pipe(a, b, h0, hs, ht, (N, T), tile, piece=piece,
-                         segment_bytes=J * piece * N * C * 16, lag=lag, per_sm=1)
-    want, h = torch.empty_like(a), h0.clone()
-    for n in range(N):
-        for t in range(T):
-            h[n] = a[n * T + t] * h[n] + b[n * T + t]
-            want[n * T + t] = h[n]
-    assert _rel_err(hs, want) <= 1e-12 and _rel_err(ht, h) <= 1e-12
-
-
-@pytest.mark.parametrize("name", ["log_scan", "tropical_scan"])
-def test_pipe_minus_inf_and_ties(name, tmp_path, small_pipe):
-    """-inf coefficients (the semiring's zero) and exact ties through the pipelined forward,
-    against the sequential kernel."""
-    _, mod = _emit(os.path.join(ROOT, "examples", "scans", f"{name}.scan"), tmp_path)
-    g = torch.Generator().manual_seed(5)
-    a = torch.rand(2, 21, 3, generator=g).log()
-    b = torch.randn(2, 21, 3, generator=g).round()
-    a[:, 5] = -float("inf")
-    a[:, 9:11] = 0.0
-    with torch.no_grad():
-        got = small_pipe(mod).scan({"a": a, "b": b}, {}, {"D": 3}, None, None, **PIPE)
-        want = mod.scan({"a": a, "b": b}, {}, {"D": 3}, None, None, chunk_parallel=False)
-    for x, y in zip(got[0] + got[1], want[0] + want[1]):
-        assert _rel_err(x, y) <= TOL
-
-
-def test_pipe_publishes_the_all_ones_nan(tmp_path, small_pipe, monkeypatch):
-    """An input holding the all-ones NaN (an unpublished slot's bits) reaches the aggregates
-    and carries as another NaN, so the tasks after it do not wait on it for ever; the NaNs
-    land where the sequential kernel puts them. chunk_parallel="pipe" runs the pipelined
-    forward, not the fused one, also without gradients."""
-    _, mod = _emit(os.path.join(ROOT, "examples", "scans", "linear_scan.scan"), tmp_path)
-    taken = []
-    pipe = mod.linear_scan_pipe
-    monkeypatch.setattr(mod, "linear_scan_pipe",
-                        lambda *args, **kw: taken.append(1) or pipe(*args, **kw))
-    g = torch.Generator().manual_seed(9)
-    a = torch.rand(1, 19, 3, generator=g)
-    b = torch.randn(1, 19, 3, generator=g)
-    b[0, 6, 1] = _unpublished(1)[0]
-    with torch.no_grad():
-        got = small_pipe(mod).scan({"a": a, "b": b}, {}, {"D": 3}, None, None, **PIPE)
-        want = mod.scan({"a": a, "b": b}, {}, {"D": 3}, None, None, chunk_parallel=False)
-    assert taken == [1]
-    for x, y in zip(got[0] + got[1], want[0] + want[1]):
-        assert torch.equal(x.isnan(), y.isnan()) and x.isnan().any()
-        assert _rel_err(x.nan_to_num(), y.nan_to_num()) <= TOL
-
-
-def test_pipe_slot_reads_span_the_threads(tmp_path, monkeypatch):
-    """The pipelined forward reads its slots as tiles of R rows (`_poll`) and W-piece windows
-    that span the program's threads at up to 4 elements a thread (two readers of one slot
-    could see it published and not: docs/triton.md, "Session 18")."""
-    _, mod = _emit(os.path.join(ROOT, "examples", "scans", "linear_scan.scan"), tmp_path)
-    meta = []
-    launch = mod._launch
-    monkeypatch.setattr(mod, "_launch",
-                        lambda kernel, grid, *args, **kw: meta.append((kw["R"], kw["W"]))
-                        or launch(kernel, grid, *args, **kw))
-    a, b = torch.rand(12, 3), torch.randn(12, 3)
-    for warps, bc in ((2, 128), (8, 16), (1, 4)):
-        tile = {"BT": 4, "BC": bc, "VEC": bc, "PREFETCH": 0, "num_warps": warps}
-        mod.linear_scan_pipe(a, b, torch.zeros(1, 3), torch.zeros(12, 3), torch.zeros(1, 3),
-                             (1, 12), tile, piece=4, per_sm=1)
-    assert meta == [(2, 8), (64, 64), (32, 32)]
-
-
 def test_launch_keys_and_interpreter(tmp_path):
     """`_launch`'s key tells apart what Triton specialises on (a tensor's dtype and 16-byte
     alignment, other arguments by value); under the interpreter it is Triton's launch, caches
@@ -855,8 +741,7 @@ def test_launch_keys_and_interpreter(tmp_path):
 def test_chunk_parallel_option_is_checked(tmp_path):
     _, mod = _emit(os.path.join(ROOT, "examples", "scans", "linear_scan.scan"), tmp_path)
     x = {"a": torch.rand(1, 5, 3), "b": torch.randn(1, 5, 3)}
-    with pytest.raises(ValueError, match="chunk_parallel: got 'lookbak', expected True, "
-                       "False, 'auto', 'lookback' or 'pipe'"):
+    with pytest.raises(ValueError, match="chunk_parallel: got 'lookbak'"):
         mod.scan(x, {}, {"D": 3}, None, None, chunk_parallel="lookbak")
     a, b = x["a"].reshape(5, 3), x["b"].reshape(5, 3)
     tile = {"BT": 4, "BC": 4, "VEC": 4, "PREFETCH": 0, "num_warps": 1}

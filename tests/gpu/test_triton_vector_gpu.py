@@ -112,31 +112,6 @@ def test_lookback_matches_sequential(name, B, T, chunk, tile):
     assert _rel(y1, y0) <= 1e-5 and _rel(h1, hr) <= 1e-5
 
 
-@pytest.mark.timeout(300)  # a task that never sees the slot it waits on would spin
-@pytest.mark.parametrize("name", ["linear_scan", "log_scan", "tropical_scan"])
-@pytest.mark.parametrize("B,T,tile,sizes", [
-    (1, 65536, {}, {}), (8, 4095, {"chunk_size": 16}, {}), (3, 1, {}, {}),
-    (1, 65536, {"block_channels": 16, "num_warps": 4}, {"PIPE_PER_SM": 8}),
-    (1, 65536, {}, {"PIPE_SEGMENT_BYTES": 1 << 16, "PIPE_PIECE": 64, "PIPE_LAG": 3}),
-    (2, 30001, {}, {"PIPE_SEGMENT_BYTES": 1 << 20, "PIPE_PER_SM": 1})])
-def test_pipe_matches_sequential(name, B, T, tile, sizes, monkeypatch):
-    """The pipelined forward on a GPU, where tasks run concurrently and wait on each other's
-    slots (the interpreter runs them in ticket order): default sizes, many small segments
-    with a lag of three rounds, one program per SM, 16-channel blocks at 4 warps."""
-    mod, tv, g, _, _ = _example_scan(name, 1, seed=3)
-    for k, v in sizes.items():
-        monkeypatch.setattr(tv, k, v)
-    a = torch.rand(B, T, 64, generator=g).cuda()
-    a = a if name == "linear_scan" else a.log()
-    b = torch.randn(B, T, 64, generator=g).cuda()
-    h0 = (torch.randn(B, 64, generator=g).cuda(),)
-    with torch.no_grad():
-        (y1,), (h1,) = tv.scan({"a": a, "b": b}, {}, mod.dims, h0, None,
-                               chunk_parallel="pipe", **tile)
-        (y0,), (hr,) = tv.scan({"a": a, "b": b}, {}, mod.dims, h0, None, chunk_parallel=False)
-    assert _rel(y1, y0) <= 1e-5 and _rel(h1, hr) <= 1e-5
-
-
 @pytest.mark.parametrize("name", ["linear_scan", "log_scan", "tropical_scan"])
 @pytest.mark.parametrize("packed", [False, True])
 def test_chunk_parallel_backward_matches_sequential(name, packed):
