@@ -1,4 +1,4 @@
-# Sourced by the device scripts (gpu_bench.sh, gpu_pending.sh, gpu_attention.sh) from the
+# Sourced by the device scripts (gpu_bench.sh, gpu_attention.sh) from the
 # repository root: the wheels carried in .whl/ (lark, fla-core, accelerated-scan; the download
 # line is in the device README) installed into a scratch site dir, madc importable from the
 # checkout, Python's output unbuffered so a capped run's log holds everything it printed.
