@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
 # Every timing of issues 4 and 5 in one device call (it replaces scripts/gpu_vector.sh; the
 # correctness checks are `python3 -m pytest tests/gpu`, run in another call, where timing does
-# not matter). Each run is capped; PARTS (default "vector compile lookback attention", ~20
-# minutes in all) picks the parts: "vector" fits one 10-minute device call (about 9 minutes
-# with a cold Triton cache: the log scan's kernels autotune for over 100 s), "compile
-# lookback" another, "attention" (fla's first backward autotunes for minutes) a third. Logs
-# and JSON/PNG go to $OUT/bench.tgz, the tables to stdout.
+# not matter). Each run is capped; PARTS (default "vector ssm compile lookback attention",
+# ~25 minutes in all) picks the parts: "vector" (the B8 scans, which the summary compares
+# with each other) fits one 10-minute device call (about 9 minutes with a cold Triton cache:
+# the log scan's kernels autotune for over 100 s), "ssm compile lookback" another (the fused
+# selective SSM and B=1, each measured against its own floor), "attention" (fla's first
+# backward autotunes for minutes) a third. Logs and JSON/PNG go to $OUT/bench.tgz, the tables
+# to stdout; the summary names the issue's cases that a run lost to its caps.
 #   PARTS="vector lookback" scripts/gpu_bench.sh   (carry .whl: lark, fla-core, accelerated-scan)
 set -u
 cd "$(dirname "$0")/.."
@@ -20,16 +22,19 @@ bench() {  # bench FILE SHAPE DTYPE SKIP SECONDS
         --out "$LOG/bench" 2>&1 | grep -v -i warn | tee -a "$LOG/bench_vector.log"
 }
 S=examples/scans
-PARTS=${PARTS:-vector compile lookback attention}
+PARTS=${PARTS:-vector ssm compile lookback attention}
 part() { case " $PARTS " in *" $1 "*) return 0 ;; *) return 1 ;; esac; }
 if part vector; then
     # torch.compile's first compile at B8 takes the bf16 row past any cap (session 6 lost it):
     # the headline row skips it, a smaller row (part "compile") keeps the comparison
     bench $S/linear_scan.scan B=8,T=4096,D=4096 bf16 reference,compile 90
-    bench $S/linear_scan.scan B=8,T=4096,D=4096 fp32 compile 60
-    # session 23: 100 s was not enough for a cold cache (the row never printed)
+    # with a cold cache 60 s was not enough for the fp32 and tropical rows (session 24) and
+    # 100 s not for the log row (session 23): none of them printed
+    bench $S/linear_scan.scan B=8,T=4096,D=4096 fp32 compile 120
     bench $S/log_scan.scan B=8,T=4096,D=4096 bf16 compile,reference 200
-    bench $S/tropical_scan.scan B=8,T=4096,D=4096 bf16 compile 60
+    bench $S/tropical_scan.scan B=8,T=4096,D=4096 bf16 compile 120
+fi
+if part ssm; then
     bench ops/selective_ssm.scan B=8,T=4096,D=2048,N=16 bf16 compile 70
     bench $S/linear_scan.scan B=1,T=65536,D=256 bf16 compile,reference 50
 fi

@@ -87,7 +87,11 @@ def test_summary_compares_runs_of_one_folder(tmp_path, capsys, monkeypatch):
     assert ("selective_ssm", "forward / its floor (max of exp and I/O)") in rows
     assert not any(s == "selective_ssm" and "roofline" in m for s, m in rows)
     assert bench_summary.main([str(tmp_path)]) == 0
-    assert "time / the real linear scan's" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "time / the real linear scan's" in out
+    # these tiny shapes are none of the issue's cases: all six are listed as not measured
+    assert out.count("not measured in this run") == 1
+    assert "linear_scan fp32 B8 T4096 D=4096" in out and "selective_ssm bf16 B8" in out
     assert bench_summary.main([str(tmp_path / "empty")]) == 2
 
 
@@ -113,3 +117,21 @@ def test_summary_targets_follow_the_batch():
     assert targets[("B1", "forward, fraction of the I/O roofline")] == (0.8, ">= 70%")
     assert targets[("B1", "forward+backward, fraction of the I/O roofline")][1] == "-"
     assert targets[("B1", "forward, accelerated-scan time / madc time")] == (0.9, "-")
+
+
+def test_summary_lists_the_issue_cases_a_run_lacks():
+    """A run that lost a case (a capped bench timing out) says which of the issue's cases it
+    lacks; a run with all of them lists none."""
+    from madc import bench_summary
+
+    def result(spec, dtype, B, T, dims):
+        return {"spec": spec, "dtype": dtype, "B": B, "T": T, "dims": dims, "entries": []}
+
+    every = [result(*case) for case in bench_summary.ISSUE_CASES]
+    assert bench_summary.missing(every) == []
+    lacking = [r for r in every if r["dtype"] != "fp32" and r["spec"] != "tropical_scan"]
+    assert bench_summary.missing(lacking) == ["linear_scan fp32 B8 T4096 D=4096",
+                                              "tropical_scan bf16 B8 T4096 D=4096"]
+    # another shape of a case is not that case
+    other = dict(every[0], dims={"D": 2048})
+    assert bench_summary.missing([other] + every[1:]) == ["linear_scan bf16 B8 T4096 D=4096"]
