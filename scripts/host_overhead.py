@@ -6,7 +6,8 @@ Every Triton kernel and autotuner of the emitted `triton_vector` module is repla
 launcher that does nothing, so what is timed is the Python and torch work around the
 launches (input checks, views, allocations, tiling, piece tables), on this machine's CPU.
 `--pieces` takes the three-phase chunk-parallel path (three launches), `--lookback` the
-single-pass one that B=1 T=65536 takes on a GPU.
+single-pass one that B=1 T=65536 takes on a GPU, `--backward` a forward+backward through
+autograd (at B=8 and a small T, so only the host's work is timed).
 Triton's own launch cost is not included: it needs a GPU driver (`scripts/gpu_tiles.py host`
 profiles the whole call on the device).
 """
@@ -38,6 +39,9 @@ def main() -> None:
     parser.add_argument("spec", nargs="?", default="examples/scans/linear_scan.scan")
     parser.add_argument("--pieces", action="store_true", help="the chunk-parallel path")
     parser.add_argument("--lookback", action="store_true", help="the single-pass look-back")
+    parser.add_argument("--backward", action="store_true",
+                        help="forward+backward through autograd (B=8, small T and D: host "
+                             "time only)")
     parser.add_argument("--calls", type=int, default=2000)
     args = parser.parse_args()
     mod = madc.load(args.spec, backend="triton", D=256)
@@ -48,11 +52,14 @@ def main() -> None:
         if isinstance(value, kernels):
             setattr(tv, name, _NoLaunch())
     heads = (mod.heads,) if mod.heads else ()
-    inputs = {n: torch.rand((1, 65536) + heads + tuple(s), dtype=torch.bfloat16)
+    shape = (8, 64) if args.backward else (1, 65536)
+    inputs = {n: torch.rand(shape + heads + tuple(s), dtype=torch.bfloat16)
               for n, s in mod.inputs.items()}
     params = dict(mod.named_parameters())
     options = ({"chunk_parallel": True} if args.pieces
                else {"chunk_parallel": "lookback"} if args.lookback else {})
+    if args.backward:
+        return _backward(tv, mod, inputs, params, options, args)
     with torch.no_grad():
         for _ in range(50):
             tv.scan(inputs, params, mod.dims, None, None, **options)
@@ -67,6 +74,35 @@ def main() -> None:
             tv.scan(inputs, params, mod.dims, None, None, **options)
         prof.disable()
     pstats.Stats(prof).sort_stats("tottime").print_stats(12)
+
+
+def _backward(tv, mod, inputs, params, options, args) -> None:
+    """Host time of one forward+backward through autograd (what `madc bench` times as
+    fwd+bwd), kernels stubbed; dL/dy made once, as the bench does."""
+    leaves = {k: v.clone().requires_grad_(True) for k, v in inputs.items()}
+    ones = None
+
+    def step():
+        nonlocal ones
+        outs, _ = tv.scan(leaves, params, mod.dims, None, None, **options)
+        ones = torch.ones_like(outs[0]) if ones is None else ones
+        outs[0].backward(ones)
+        for x in leaves.values():
+            x.grad = None
+
+    for _ in range(50):
+        step()
+    t0 = time.perf_counter()
+    for _ in range(args.calls):
+        step()
+    per_call = (time.perf_counter() - t0) / args.calls * 1e6
+    print(f"{per_call:.1f} us per forward+backward, kernels stubbed ({args.spec})")
+    prof = cProfile.Profile()
+    prof.enable()
+    for _ in range(500):
+        step()
+    prof.disable()
+    pstats.Stats(prof).sort_stats("tottime").print_stats(15)
 
 
 if __name__ == "__main__":
