@@ -40,8 +40,7 @@ def main() -> None:
     parser.add_argument("--pieces", action="store_true", help="the chunk-parallel path")
     parser.add_argument("--lookback", action="store_true", help="the single-pass look-back")
     parser.add_argument("--backward", action="store_true",
-                        help="forward+backward through autograd (B=8, small T and D: host "
-                             "time only)")
+                        help="forward+backward through autograd (B=8 T=64: host time only)")
     parser.add_argument("--calls", type=int, default=2000)
     args = parser.parse_args()
     mod = madc.load(args.spec, backend="triton", D=256)
