@@ -49,6 +49,12 @@ def _shape(result: dict) -> tuple:
             result["dtype"])
 
 
+def _label(result: dict) -> str:
+    """A result's case as the table prints it: spec, dtype, batch, length and dims."""
+    return f"{result['spec']} {result['dtype']} B{result['B']} T{result['T']} " + ",".join(
+        f"{k}={v}" for k, v in result["dims"].items())
+
+
 def _ratio(num, den):
     return None if num is None or den is None or den <= 0 else num / den
 
@@ -58,8 +64,7 @@ def rows(results: list[dict]) -> list[tuple[str, str, float | None, str]]:
     out = []
     real = {_shape(r): r for r in results if r["spec"] == "linear_scan"}
     for r in results:
-        case = f"{r['spec']} {r['dtype']} B{r['B']} T{r['T']} " + ",".join(
-            f"{k}={v}" for k, v in r["dims"].items())
+        case = _label(r)
         madc, roof = _entry(r, "madc triton"), _entry(r, "HBM roofline")
         graph = _entry(r, "madc triton, CUDA graph")
         floor = _entry(r, "special-function floor")
@@ -103,11 +108,10 @@ def rows(results: list[dict]) -> list[tuple[str, str, float | None, str]]:
 
 def missing(results: list[dict]) -> list[str]:
     """The issue's cases (ISSUE_CASES) that no result in `results` measured, as labels."""
-    have = {(r["spec"], r["dtype"], r["B"], r["T"], json.dumps(r["dims"], sort_keys=True))
-            for r in results}
-    return [f"{spec} {dtype} B{B} T{T} " + ",".join(f"{k}={v}" for k, v in dims.items())
-            for spec, dtype, B, T, dims in ISSUE_CASES
-            if (spec, dtype, B, T, json.dumps(dims, sort_keys=True)) not in have]
+    have = {(r["spec"], _shape(r)) for r in results}
+    cases = [{"spec": spec, "dtype": dtype, "B": B, "T": T, "dims": dims}
+             for spec, dtype, B, T, dims in ISSUE_CASES]
+    return [_label(c) for c in cases if (c["spec"], _shape(c)) not in have]
 
 
 def table(results: list[dict]) -> str:
