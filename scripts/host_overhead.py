@@ -15,6 +15,7 @@ profiles the whole call on the device).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import cProfile
 import importlib
 import pstats
@@ -58,26 +59,31 @@ def main() -> None:
     options = ({"chunk_parallel": True} if args.pieces
                else {"chunk_parallel": "lookback"} if args.lookback else {})
     if args.backward:
-        return _backward(tv, mod, inputs, params, options, args)
-    with torch.no_grad():
-        for _ in range(50):
+        step = _backward_step(tv, mod, inputs, params, options)
+        what, top, grad = "forward+backward", 15, contextlib.nullcontext()
+    else:
+        def step():
             tv.scan(inputs, params, mod.dims, None, None, **options)
+        what, top, grad = "scan call", 12, torch.no_grad()
+    with grad:
+        for _ in range(50):
+            step()
         t0 = time.perf_counter()
         for _ in range(args.calls):
-            tv.scan(inputs, params, mod.dims, None, None, **options)
+            step()
         per_call = (time.perf_counter() - t0) / args.calls * 1e6
-        print(f"{per_call:.1f} us per scan call, kernels stubbed ({args.spec})")
+        print(f"{per_call:.1f} us per {what}, kernels stubbed ({args.spec})")
         prof = cProfile.Profile()
         prof.enable()
         for _ in range(500):
-            tv.scan(inputs, params, mod.dims, None, None, **options)
+            step()
         prof.disable()
-    pstats.Stats(prof).sort_stats("tottime").print_stats(12)
+    pstats.Stats(prof).sort_stats("tottime").print_stats(top)
 
 
-def _backward(tv, mod, inputs, params, options, args) -> None:
-    """Host time of one forward+backward through autograd (what `madc bench` times as
-    fwd+bwd), kernels stubbed; dL/dy made once, as the bench does."""
+def _backward_step(tv, mod, inputs, params, options):
+    """One forward+backward through autograd (what `madc bench` times as fwd+bwd), kernels
+    stubbed; dL/dy made once, as the bench does."""
     leaves = {k: v.clone().requires_grad_(True) for k, v in inputs.items()}
     ones = None
 
@@ -88,20 +94,7 @@ def _backward(tv, mod, inputs, params, options, args) -> None:
         outs[0].backward(ones)
         for x in leaves.values():
             x.grad = None
-
-    for _ in range(50):
-        step()
-    t0 = time.perf_counter()
-    for _ in range(args.calls):
-        step()
-    per_call = (time.perf_counter() - t0) / args.calls * 1e6
-    print(f"{per_call:.1f} us per forward+backward, kernels stubbed ({args.spec})")
-    prof = cProfile.Profile()
-    prof.enable()
-    for _ in range(500):
-        step()
-    prof.disable()
-    pstats.Stats(prof).sort_stats("tottime").print_stats(15)
+    return step
 
 
 if __name__ == "__main__":
