@@ -8,8 +8,9 @@ Floors (docs/triton.md):
 * special-function floor (specs whose transition coefficient goes through `exp`): one `exp`
   per state element and token at the exp rate measured in this run.
 Times are medians of `triton.testing.do_bench` on CUDA (each call launched from Python, as a
-training loop does), of a perf_counter loop elsewhere; on CUDA the forward is also replayed
-as a CUDA graph (`do_bench_cudagraph`), which leaves the host's launch overhead out.
+training loop does), of a perf_counter loop elsewhere; on CUDA the forward and the
+forward+backward are also replayed as CUDA graphs (`do_bench_cudagraph`), which leave the
+host's launch overhead out.
 Ratios are reported, never asserted.
 """
 
@@ -187,14 +188,20 @@ def run_bench(file: str, shape: str = "", dtype: str = "bf16", backend: str = "t
 
     both(f"madc {backend}", ours)
     if device.type == "cuda" and "graph" not in skip:
-        # the forward's device time: replayed as a CUDA graph, the host's launch overhead
-        # (Python, argument binding, several launches) is left out
+        # the device time: replayed as a CUDA graph, the host's launch overhead (Python,
+        # argument binding, several launches, autograd's engine) is left out, so a slow host
+        # cannot hide what the kernels do (session 24's host read bf16 fwd+bwd at 89.4%)
         import triton.testing
 
         with torch.no_grad():
             fwd = float(triton.testing.do_bench_cudagraph(lambda: ours(**inputs), rep=60))
-        entries.append(_entry(f"madc {backend}, CUDA graph", fwd, None,
-                              "forward device time, no host overhead"))
+        note = "device time, no host overhead"
+        try:
+            fb = float(triton.testing.do_bench_cudagraph(
+                _fwd_bwd(lambda: ours(**grads_in), grads_in, ours.parameters()), rep=60))
+        except Exception as exc:  # noqa: BLE001 - a capture failure is a result, not a crash
+            fb, note = None, f"{note}; fwd+bwd capture failed: {type(exc).__name__}"
+        entries.append(_entry(f"madc {backend}, CUDA graph", fwd, fb, note))
     if backend == "triton" and "materialised" not in skip and _exp_in_coefficients(ir):
         tv = importlib.import_module(f"{type(ours).__module__}.triton_vector") \
             if hasattr(ours, "dims") else None

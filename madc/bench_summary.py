@@ -84,6 +84,11 @@ def rows(results: list[dict]) -> list[tuple[str, str, float | None, str]]:
                 out.append((case, "forward (CUDA graph), fraction of the I/O roofline",
                             _ratio(roof["fwd_ms"], graph["fwd_ms"]),
                             f">= {target:.0%}" if diagonal else "-"))
+                if graph.get("fwdbwd_ms") is not None:
+                    target = TARGETS["fwdbwd_roofline"]
+                    out.append((case, "forward+backward (CUDA graph), fraction of the I/O "
+                                "roofline", _ratio(roof["fwdbwd_ms"], graph["fwdbwd_ms"]),
+                                f">= {target:.0%}" if diagonal and r["B"] > 1 else "-"))
         anchor = _entry(r, "accelerated-scan")
         if madc and anchor:
             for key, label in (("fwd_ms", "forward"), ("fwdbwd_ms", "forward+backward")):

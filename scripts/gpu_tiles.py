@@ -4,9 +4,10 @@ in one process with the copy bandwidth, so the autotune lists and heuristics of
 
     python3 scripts/gpu_tiles.py PART [PART ...]
     # parts: b8 fp32 fp32s log bwd bwd2 b1 lookback lookback1 host ssm depth ab v4 rows
+    #        stages
 
-A tile is `BT,BC,VEC,PREFETCH,WARPS` (the chunk_size, block_channels, vector_width, prefetch
-and num_warps options of the generated `scan`). Times are
+A tile is `BT,BC,VEC,PREFETCH,WARPS[,STAGES]` (the chunk_size, block_channels, vector_width,
+prefetch, num_warps and stages options of the generated `scan`). Times are
 medians of `triton.testing.do_bench` (and `do_bench_cudagraph` where marked `graph`, which
 leaves out the host's launch overhead). A tile that fails to compile or run prints its error.
 """
@@ -86,14 +87,25 @@ AB_BF16 = ["32,128,2,1,2", "32,128,2,2,2", "32,64,2,1,1", "32,64,2,2,1", "16,128
 V4_BF16 = ["32,128,2,2,2", "32,128,4,1,1", "32,128,4,2,1", "16,128,4,3,1", "32,256,4,1,2",
            "16,256,4,3,2", "32,64,4,2,1"]
 AB_FP32 = ["32,128,0,1,4", "32,128,0,2,4", "16,128,0,2,4", "32,64,0,1,2"]
+# session 25: the unfused forward's and the backward's steady loops with Triton's pipelined
+# loads (STAGES, the sixth field, with PREFETCH 0) against their register-prefetch rows
+STAGES_BWD_BF16 = ["tuned", "16,128,2,1,2", "16,128,2,0,2,3", "16,128,2,0,2,4",
+                   "32,128,2,0,2,3", "32,128,2,0,2,4", "16,256,2,0,4,3", "32,64,2,0,1,3",
+                   "16,64,2,0,1,3", "16,128,4,0,1,3", "8,128,2,0,1,3"]
+STAGES_BWD_FP32 = ["tuned", "16,128,0,1,4", "16,128,0,0,4,3", "16,128,0,0,4,4",
+                   "32,128,0,0,4,3", "16,128,2,0,2,3", "8,128,0,0,4,3"]
+STAGES_FWD_BF16 = ["32,128,2,1,2", "32,128,2,0,2,3", "32,128,2,0,2,4", "16,128,2,0,2,3",
+                   "32,64,2,0,1,3"]
 DEPTH_BWD_FP32 = ["tuned", "16,128,0,1,4", "16,128,0,2,4", "8,128,0,3,4", "8,128,2,3,2"]
 
 
 def _options(tile: str) -> dict:
-    bt, bc, vec, pf, w = (int(v) for v in tile.split(","))
+    bt, bc, vec, pf, w, *stages = (int(v) for v in tile.split(","))
     opts = {"chunk_size": bt, "block_channels": bc, "prefetch": pf, "num_warps": w}
     if vec:
         opts["vector_width"] = vec
+    if stages:
+        opts["stages"] = stages[0]
     return opts
 
 
@@ -165,6 +177,9 @@ def sweep(case, tiles, bw, measure, extra=None, fb=False, graph=False):
             if fb:
                 ms2 = measure(run_fb)
                 line += f"  fwd+bwd {ms2:8.4f} ms ({100 * floor_fb / ms2:5.1f}%)"
+                if graph and not DRY:
+                    g = triton.testing.do_bench_cudagraph(run_fb, rep=60)
+                    line += f"  graph {g:8.4f} ms ({100 * floor_fb / g:5.1f}%)"
             print(line + f"  [{time.time() - t0:.1f} s]", flush=True)
         except Exception as exc:  # noqa: BLE001 - a failing tile is a result
             print(f"{tile:>18} {extra or ''} FAILED {type(exc).__name__}: {str(exc)[:200]}",
@@ -257,6 +272,13 @@ def main(parts):
         profile(case, {}, "B8 bf16 forward+backward, default (autotuned)", fb=True)
         profile(case, _options("16,256,2,1,4"), "B8 bf16 forward+backward 16,256,2,1,4",
                 fb=True)
+    if "stages" in parts:
+        case = Case(f"{S}/linear_scan.scan", B8, bf16)
+        baseline(case, bw, measure)
+        sweep_bwd(case, STAGES_BWD_BF16, bw, measure)
+        sweep(case, STAGES_FWD_BF16, bw, measure, fb=True, graph=True)
+        profile(case, {}, "B8 bf16 forward+backward, default (autotuned)", fb=True)
+        sweep_bwd(Case(f"{S}/linear_scan.scan", B8, fp32), STAGES_BWD_FP32, bw, measure)
     if "bwd2" in parts:
         sweep_bwd(Case(f"{S}/linear_scan.scan", B8, bf16), BWD_ONLY_BF16_2, bw, measure)
     if "ssm" in parts:

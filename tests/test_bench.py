@@ -102,6 +102,7 @@ def test_summary_targets_follow_the_batch():
 
     def result(B):
         entries = [{"name": "madc triton", "fwd_ms": 1.0, "fwdbwd_ms": 2.0},
+                   {"name": "madc triton, CUDA graph", "fwd_ms": 0.9, "fwdbwd_ms": 1.95},
                    {"name": "accelerated-scan", "fwd_ms": 0.9, "fwdbwd_ms": 2.2},
                    {"name": "HBM roofline (I/O bytes)", "fwd_ms": 0.8, "fwdbwd_ms": 1.9}]
         return {"spec": "linear_scan", "B": B, "T": 64, "dims": {"D": 4}, "dtype": "bf16",
@@ -117,6 +118,13 @@ def test_summary_targets_follow_the_batch():
     assert targets[("B1", "forward, fraction of the I/O roofline")] == (0.8, ">= 70%")
     assert targets[("B1", "forward+backward, fraction of the I/O roofline")][1] == "-"
     assert targets[("B1", "forward, accelerated-scan time / madc time")] == (0.9, "-")
+    # the device-only rows (CUDA graphs): the forward's target follows the batch, the
+    # forward+backward's is B = 8's only
+    graph = "(CUDA graph), fraction of the I/O roofline"
+    assert targets[("B8", f"forward {graph}")] == (pytest.approx(0.8 / 0.9), ">= 95%")
+    assert targets[("B1", f"forward {graph}")] == (pytest.approx(0.8 / 0.9), ">= 70%")
+    assert targets[("B8", f"forward+backward {graph}")] == (pytest.approx(1.9 / 1.95), ">= 90%")
+    assert targets[("B1", f"forward+backward {graph}")][1] == "-"
 
 
 def test_summary_lists_the_issue_cases_a_run_lacks():

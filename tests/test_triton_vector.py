@@ -750,12 +750,16 @@ def test_chunk_parallel_option_is_checked(tmp_path):
                                  (1, 5), tile, window=3)
 
 
-# Tiling options (docs/triton.md): narrower vectors, prefetching the next chunk and the log
-# semiring's generic combine change how a kernel runs, never what it computes.
+# Tiling options (docs/triton.md): narrower vectors, prefetching the next chunk, Triton's
+# pipelined loads (`stages`: the interpreter runs the loop plainly, so here it checks what
+# reaches the kernels) and the log semiring's generic combine change how a kernel runs, never
+# what it computes.
 TILINGS = [{"vector_width": 2, "prefetch": True}, {"chunk_size": 8, "prefetch": True},
            {"chunk_size": 4, "prefetch": 2}, {"chunk_size": 4, "prefetch": 3},
            {"prefetch": True, "chunk_parallel": True}, {"log_lowering": False},
-           {"log_lowering": False, "chunk_parallel": True}]
+           {"log_lowering": False, "chunk_parallel": True},
+           {"chunk_size": 4, "prefetch": 0, "stages": 3},
+           {"chunk_size": 4, "stages": 2, "chunk_parallel": True}]
 
 
 @pytest.mark.parametrize("options", TILINGS, ids=lambda o: "-".join(map(str, o.values())))

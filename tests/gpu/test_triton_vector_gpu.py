@@ -152,15 +152,20 @@ TILINGS = [{"vector_width": 2, "prefetch": True, "chunk_size": 32, "block_channe
             "chunk_parallel": True},
            {"log_lowering": False},
            {"vector_width": 2, "prefetch": 3, "chunk_size": 16, "block_channels": 128},
-           {"vector_width": 2, "prefetch": 2, "chunk_size": 32, "block_channels": 64}]
+           {"vector_width": 2, "prefetch": 2, "chunk_size": 32, "block_channels": 64},
+           # loads pipelined by Triton (cp.async) in the forward's and backward's steady loops
+           {"vector_width": 2, "prefetch": 0, "stages": 3, "chunk_size": 16,
+            "block_channels": 128, "num_warps": 2},
+           {"prefetch": 0, "stages": 4, "chunk_size": 32, "block_channels": 64,
+            "chunk_parallel": True}]
 
 
 @pytest.mark.parametrize("name", ["linear_scan", "log_scan", "tropical_scan"])
 @pytest.mark.parametrize("options", TILINGS, ids=["v2p", "v2p-pieces", "generic", "v2p3",
-                                                  "v2p2"])
+                                                  "v2p2", "v2s3", "s4-pieces"])
 def test_tiling_options_match_default(name, options):
-    """Narrow vectors, prefetching and the log semiring's generic combine, compiled:
-    outputs, final states and gradients equal the default tile's."""
+    """Narrow vectors, prefetching, Triton's pipelined loads and the log semiring's generic
+    combine, compiled: outputs, final states and gradients equal the default tile's."""
     mod, tv, g, a, b = _example_scan(name, 8191, seed=7)
     w = torch.randn(1, 8191, 64, generator=g).cuda()
     got = []
