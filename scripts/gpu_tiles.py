@@ -202,9 +202,23 @@ def sweep_bwd(case, tiles, bw, measure):
         opts = _options(tile) if tile != "tuned" else {}
         try:
             ms = measure(lambda opts=opts: bwd(a, b, h0, hs, seg, uniform, dhs, dht, opts))
-            print(f"{tile:>18} bwd {ms:8.4f} ms ({100 * floor / ms:5.1f}%)", flush=True)
+            picked = f"  picked {_picked(case, 'bwd')}" if tile == "tuned" else ""
+            print(f"{tile:>18} bwd {ms:8.4f} ms ({100 * floor / ms:5.1f}%){picked}", flush=True)
         except Exception as exc:  # noqa: BLE001 - a failing tile is a result
             print(f"{tile:>18} FAILED {type(exc).__name__}: {str(exc)[:200]}", flush=True)
+
+
+def _picked(case, kind) -> str:
+    """The pick of the case's `<op>_{kind}_tuned` autotuner for its last key, as a tile
+    string with STAGES; "-" before it has tuned."""
+    tuner = next((v for k, v in vars(case.tv).items() if k.endswith(f"_{kind}_tuned")), None)
+    config = getattr(tuner, "best_config", None)
+    if config is None:
+        return "-"
+    kw = config.kwargs
+    vec = 0 if kw["VEC"] == kw["BC"] else kw["VEC"]
+    return ",".join(str(v) for v in (kw["BT"], kw["BC"], vec, kw["PREFETCH"],
+                                      config.num_warps, kw.get("STAGES", 1)))
 
 
 def profile(case, opts, label, fb=False):
@@ -230,7 +244,8 @@ def _profile(case, opts, label, call):
         for _ in range(10):
             call(**opts)
         torch.cuda.synchronize()
-    print(f"\n## profile {label} (10 calls)")
+    print(f"\n## profile {label} (10 calls); autotuned forward "
+          f"{_picked(case, 'fwd')}, backward {_picked(case, 'bwd')}")
     for e in p.key_averages():
         if e.device_time_total > 0:
             print(f"  {e.key[:60]:60} {e.count:4d} x {e.device_time_total / e.count:9.1f} us")
