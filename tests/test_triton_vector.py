@@ -946,7 +946,7 @@ def _count_log_launches(mod, monkeypatch):
             return kernel[grid]
 
     def counted_rows(*args):
-        lower = args[-1]
+        lower = dict(zip(rows.arg_names, args))["LOWER"]
         walks.append(bool(getattr(lower, "value", lower)))
         return rows(*args)
 
