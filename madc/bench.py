@@ -157,6 +157,25 @@ def _fwd_bwd(call, inputs, params):
     return run
 
 
+def autotuned(package: str) -> dict:
+    """What the autotuners of a generated module (`package`, its Triton submodules) picked in
+    this process: kernel -> {autotune key: "NAME=value,...,num_warps=w"}. A bench that reads
+    slower than an earlier run can then be told apart from one whose autotune picked another
+    tile."""
+    from triton.runtime.autotuner import Autotuner
+
+    out = {}
+    for modname, module in sorted(sys.modules.items()):
+        if module is None or not modname.startswith(package + "."):
+            continue
+        for name, obj in sorted(vars(module).items()):
+            if isinstance(obj, Autotuner) and obj.cache:
+                out[name] = {", ".join(map(str, key)): ",".join(
+                    [f"{k}={v}" for k, v in config.kwargs.items()]
+                    + [f"num_warps={config.num_warps}"]) for key, config in obj.cache.items()}
+    return out
+
+
 def _entry(name, fwd_ms=None, fwdbwd_ms=None, note=""):
     return {"name": name, "fwd_ms": fwd_ms, "fwdbwd_ms": fwdbwd_ms, "note": note}
 
@@ -284,6 +303,7 @@ def run_bench(file: str, shape: str = "", dtype: str = "bf16", backend: str = "t
         e["fwd_vs_madc"] = None if e["fwd_ms"] is None else e["fwd_ms"] / ours_fwd
         e["fwdbwd_vs_madc"] = None if e["fwdbwd_ms"] is None else e["fwdbwd_ms"] / ours_fb
     result["entries"] = entries
+    result["autotuned"] = autotuned(type(ours).__module__)
     result["madc_fraction_of_floor_fwd"] = floor_ms / ours_fwd
     result["madc_fraction_of_hbm_fwdbwd"] = floor_fb / ours_fb
     return result
@@ -305,6 +325,9 @@ def format_table(result: dict) -> str:
                      f"{ms(e['fwdbwd_ms']):>11} {ratio(e['fwdbwd_vs_madc']):>8}  {e['note']}")
     lines.append(f"madc fwd at {100 * result['madc_fraction_of_floor_fwd']:.1f}% of its floor, "
                  f"fwd+bwd at {100 * result['madc_fraction_of_hbm_fwdbwd']:.1f}% of HBM roofline")
+    for kernel, picks in result.get("autotuned", {}).items():
+        for key, config in picks.items():
+            lines.append(f"autotuned {kernel} (key {key}): {config}")
     return "\n".join(lines)
 
 

@@ -143,3 +143,30 @@ def test_summary_lists_the_issue_cases_a_run_lacks():
     # another shape of a case is not that case
     other = dict(every[0], dims={"D": 2048})
     assert bench_summary.missing([other] + every[1:]) == ["linear_scan bf16 B8 T4096 D=4096"]
+
+
+def test_autotuned_lists_what_each_autotuner_picked(tmp_path, monkeypatch):
+    """`autotuned` reports the tile of every autotuner of a generated module that has tuned
+    (one per key), and nothing for one that has not; the table prints them."""
+    import importlib
+
+    import triton
+
+    import madc
+    from madc.bench import autotuned, format_table
+
+    mod = madc.load("examples/scans/linear_scan.scan", backend="triton", D=8)
+    package = type(mod).__module__
+    tv = importlib.import_module(f"{package}.triton_vector")
+    assert autotuned(package) == {}  # the interpreter never autotunes
+    tuner = tv.linear_scan_bwd_tuned
+    picked = triton.Config({"BT": 16, "BC": 128, "STAGES": 3}, num_warps=2)
+    monkeypatch.setattr(tuner, "cache", {(4096, "torch.bfloat16"): picked})
+    got = autotuned(package)
+    assert got == {"linear_scan_bwd_tuned": {
+        "4096, torch.bfloat16": "BT=16,BC=128,STAGES=3,num_warps=2"}}
+    result = {"spec": "linear_scan", "B": 8, "T": 64, "dims": {"D": 8}, "dtype": "bf16",
+              "device": "cpu", "entries": [], "madc_fraction_of_floor_fwd": 1.0,
+              "madc_fraction_of_hbm_fwdbwd": 1.0, "autotuned": got}
+    assert ("autotuned linear_scan_bwd_tuned (key 4096, torch.bfloat16): "
+            "BT=16,BC=128,STAGES=3,num_warps=2") in format_table(result)
