@@ -4,7 +4,7 @@ in one process with the copy bandwidth, so the autotune lists and heuristics of
 
     python3 scripts/gpu_tiles.py PART [PART ...]
     # parts: b8 fp32 fp32s log bwd bwd2 b1 lookback lookback1 host ssm depth ab v4 rows
-    #        stages
+    #        stages stages32
 
 A tile is `BT,BC,VEC,PREFETCH,WARPS[,STAGES]` (the chunk_size, block_channels, vector_width,
 prefetch, num_warps and stages options of the generated `scan`). Times are
@@ -291,6 +291,7 @@ def main(parts):
         sweep_bwd(case, STAGES_BWD_BF16, bw, measure)
         sweep(case, STAGES_FWD_BF16, bw, measure, fb=True, graph=True)
         profile(case, {}, "B8 bf16 forward+backward, default (autotuned)", fb=True)
+    if "stages32" in parts:
         sweep_bwd(Case(f"{S}/linear_scan.scan", B8, fp32), STAGES_BWD_FP32, bw, measure)
     if "bwd2" in parts:
         sweep_bwd(Case(f"{S}/linear_scan.scan", B8, bf16), BWD_ONLY_BF16_2, bw, measure)
