@@ -170,3 +170,21 @@ def test_autotuned_lists_what_each_autotuner_picked(tmp_path, monkeypatch):
               "madc_fraction_of_hbm_fwdbwd": 1.0, "autotuned": got}
     assert ("autotuned linear_scan_bwd_tuned (key 4096, torch.bfloat16): "
             "BT=16,BC=128,STAGES=3,num_warps=2") in format_table(result)
+
+
+def test_summary_measures_an_exp_bound_graph_against_its_floor():
+    """An exp-bound spec's CUDA-graph forward is measured against the same floor as its
+    eager forward (the larger of the exp and I/O times)."""
+    from madc import bench_summary
+
+    entries = [{"name": "madc triton", "fwd_ms": 0.45, "fwdbwd_ms": 50.0},
+               {"name": "madc triton, CUDA graph", "fwd_ms": 0.42, "fwdbwd_ms": None},
+               {"name": "HBM roofline (I/O bytes)", "fwd_ms": 0.1, "fwdbwd_ms": 0.3},
+               {"name": "special-function floor (1 exp/state elt)", "fwd_ms": 0.3,
+                "fwdbwd_ms": None}]
+    result = {"spec": "selective_ssm", "B": 8, "T": 64, "dims": {"D": 4, "N": 2},
+              "dtype": "bf16", "entries": entries}
+    rows = {measure: (value, target) for _, measure, value, target
+            in bench_summary.rows([result])}
+    assert rows["forward / its floor (max of exp and I/O)"] == (pytest.approx(1.5), "<= 1.5x")
+    assert rows["forward (CUDA graph) / its floor"] == (pytest.approx(1.4), "<= 1.5x")

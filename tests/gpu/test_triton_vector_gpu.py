@@ -147,6 +147,39 @@ def test_bf16_linear_scan_large():
     assert _rel(y, torch.stack(ref, 1)) <= 2e-2
 
 
+def test_autotuned_bf16_forward_backward_matches_float64():
+    """At a size that autotunes (TUNE_MIN_ELEMENTS), whatever rows the autotuners pick (the
+    staged ones of session 25 among them): states, final state and dL/da, dL/db of a bf16
+    diagonal scan against float64 recurrences from the same bf16 values."""
+    import madc
+
+    B, T, D = 2, 2048, 1024
+    mod = madc.load(os.path.join(ROOT, "examples", "scans", "linear_scan.scan"), D=D).cuda()
+    tv = importlib.import_module(f"{type(mod).__module__}.triton_vector")
+    assert B * T * D >= tv.TUNE_MIN_ELEMENTS
+    g = torch.Generator().manual_seed(5)
+    a = torch.sigmoid(torch.randn(B, T, D, generator=g) + 2).cuda().bfloat16()
+    b = torch.randn(B, T, D, generator=g).cuda().bfloat16()
+    w = torch.randn(B, T, D, generator=g).cuda()
+    leaves = [a.clone().requires_grad_(), b.clone().requires_grad_()]
+    (y,), (h,) = tv.scan({"a": leaves[0], "b": leaves[1]}, {}, mod.dims, None, None)
+    da, db = torch.autograd.grad((y.float() * w).sum(), leaves)
+    a64, b64, w64 = a.double(), b.double(), w.double()
+    hs, s = [], torch.zeros(B, D, dtype=torch.float64, device="cuda")
+    for t in range(T):
+        s = a64[:, t] * s + b64[:, t]
+        hs.append(s)
+    hs = torch.stack(hs, 1)
+    gs, q = [], torch.zeros(B, D, dtype=torch.float64, device="cuda")
+    for t in reversed(range(T)):  # g_t = w_t + a_{t+1} g_{t+1}
+        q = w64[:, t] + (a64[:, t + 1] * q if t + 1 < T else 0)
+        gs.append(q)
+    gs = torch.stack(gs[::-1], 1)
+    prev = torch.cat([torch.zeros_like(hs[:, :1]), hs[:, :-1]], 1)
+    for got, ref in ((y, hs), (h, hs[:, -1]), (db, gs), (da, gs * prev)):
+        assert _rel(got, ref) <= 2e-2
+
+
 TILINGS = [{"vector_width": 2, "prefetch": True, "chunk_size": 32, "block_channels": 64},
            {"vector_width": 2, "prefetch": True, "chunk_size": 16, "block_channels": 256,
             "chunk_parallel": True},
