@@ -8,7 +8,7 @@
 # selective SSM and B=1, each measured against its own floor), "attention" (fla's first
 # backward autotunes for minutes) a third. Logs and JSON/PNG go to $OUT/bench.tgz, the tables
 # to stdout; the summary names the issue's cases that a run lost to its caps.
-#   PARTS="vector lookback" scripts/gpu_bench.sh   (carry .whl: lark, fla-core, accelerated-scan)
+#   PARTS="vector lookback" scripts/gpu_bench.sh   (carry .whl: lark, z3-solver, fla-core, accelerated-scan)
 set -u
 cd "$(dirname "$0")/.."
 LOG=/tmp/madc_bench_logs

@@ -8,8 +8,7 @@ import subprocess
 import sys
 
 import pytest
-
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from script_util import ROOT
 
 
 @pytest.mark.parametrize("flags,line", [([], "us per scan call"),
