@@ -4,7 +4,7 @@ in one process with the copy bandwidth, so the autotune lists and heuristics of
 
     python3 scripts/gpu_tiles.py PART [PART ...]
     # parts: b8 fp32 fp32s log bwd bwd2 b1 lookback lookback1 host ssm depth ab v4 rows
-    #        stages stages32 stream
+    #        stages stages32
 
 A tile is `BT,BC,VEC,PREFETCH,WARPS[,STAGES]` (the chunk_size, block_channels, vector_width,
 prefetch, num_warps and stages options of the generated `scan`). Times are
@@ -94,10 +94,6 @@ STAGES_BWD_BF16 = ["tuned", "16,128,2,1,2", "16,128,2,0,2,3", "16,128,2,0,2,4",
 STAGES_BWD_FP32 = ["tuned", "16,128,0,1,4", "16,128,0,0,4,3", "32,128,0,0,4,3",
                    "16,128,2,0,2,3"]
 STAGES_FWD_BF16 = ["32,128,2,1,2", "32,128,2,0,2,3", "16,128,2,0,2,3", "16,128,2,0,2,4"]
-# session 26: the fused forward's `stream` option (inputs evict-first in L2 where loaded into
-# registers, outputs stored streaming) on the autotune's rows, against accelerated-scan
-STREAM_FP32 = ["32,64,2,1,1", "32,64,0,1,1", "32,128,2,1,2", "32,128,0,1,4", "32,128,2,0,2,4"]
-STREAM_BF16 = ["32,128,2,0,2,4", "32,128,2,0,2,3", "32,128,2,1,2", "32,64,2,1,1"]
 DEPTH_BWD_FP32 = ["tuned", "16,128,0,1,4", "16,128,0,2,4", "8,128,0,3,4", "8,128,2,3,2"]
 
 
@@ -277,12 +273,6 @@ def main(parts):
         baseline(case, bw, measure)
         for stages in (3, 4):
             sweep(case, FP32_STAGES, bw, measure, {"fused": True, "stages": stages})
-    if "stream" in parts:
-        for dtype, tiles in ((fp32, STREAM_FP32), (bf16, STREAM_BF16)):
-            case = Case(f"{S}/linear_scan.scan", B8, dtype)
-            baseline(case, bw, measure)
-            for stream in (False, True, False):  # the first rows again: the drift
-                sweep(case, tiles, bw, measure, {"fused": True, "stream": stream})
     if "log" in parts:
         case = Case(f"{S}/log_scan.scan", B8, bf16)
         for lower in (True, False):

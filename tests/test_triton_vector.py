@@ -363,8 +363,7 @@ def test_fused_forward_matches_oracle(path, tmp_path):
                       {"fused": True, "chunk_size": 8, "block_channels": 4, "split": 2},
                       {"fused": True, "block_channels": 2, "split": 8},
                       {"fused": True, "chunk_size": 8, "exp_mix": 4},
-                      {"fused": True, "chunk_size": 8, "split": 2, "share": False},
-                      {"fused": True, "chunk_size": 4, "prefetch": True, "stream": True}))
+                      {"fused": True, "chunk_size": 8, "split": 2, "share": False}))
     _packed_fused_matches_unfused(mod, dims, inputs, params,
                                   ({}, {"prefetch": 3, "chunk_size": 4}))
 
@@ -784,7 +783,7 @@ def test_prefetch_zoo_packed_matches_oracle(name, depth, tmp_path):
 BAD_TILE_OPTIONS = [("prefetch", v) for v in (4, -1, "2", 1.5)] + [
     ("stages", v) for v in (0, 7, True, "3")] + [("unroll", v) for v in (0, 9, True, 2.0)] + [
     ("split", v) for v in (0, 3, True, "2")] + [("exp_mix", v) for v in (2, 32, True)] + [
-    ("share", v) for v in (1, 0, "yes", None)] + [("stream", v) for v in (1, "no")]
+    ("share", v) for v in (1, 0, "yes", None)]
 
 
 @pytest.mark.parametrize("option,value", BAD_TILE_OPTIONS)

@@ -312,11 +312,7 @@ def _fused_for(ir: ScanIR, shape: tuple, channel: str) -> dict:
     static, chunk = [], []
     for p in ir.params:
         static.append(f"s_{p.name} = {_static_load('p_' + p.name, p.shape, swap, split)}")
-    # STREAM: the inputs are read once and the outputs written once; tell the caches (an L2
-    # evict-first policy for loads into registers, which cp.async copies do not carry, and
-    # streaming stores)
-    loads = [(i.name, _load("p_" + i.name, i.shape, True, swap=swap, split=split)[:-1]
-              + ', eviction_policy="evict_first" if STREAM else "")')
+    loads = [(i.name, _load("p_" + i.name, i.shape, True, swap=swap, split=split))
              for i in ir.inputs]
     for let in ir.lets:
         var = ("v_" if let.expr.varying else "s_") + let.name
@@ -359,7 +355,7 @@ def _fused_for(ir: ScanIR, shape: tuple, channel: str) -> dict:
             "tl.load(", "(")
         ptr, _, mask = offs[1:-1].rpartition(", other=")[0].rpartition(", mask=")
         stores.append(f"tl.store({ptr}, v_o_{o.name}.to(p_out_{o.name}.dtype.element_ty), "
-                      f'mask={mask}, cache_modifier=".cs" if STREAM else "")')
+                      f"mask={mask})")
     h0 = _state_load(shape, swap, split)
     dims = list(shape)
     # nothing to fuse: no prologue, the inputs are the coefficient and the injected term, and
