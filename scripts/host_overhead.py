@@ -1,13 +1,17 @@
 """madc's own host time per `scan` call of the vector backend, kernels stubbed out.
 
-    TRITON_INTERPRET=1 python scripts/host_overhead.py [SPEC] [--pieces]
+    TRITON_INTERPRET=1 python scripts/host_overhead.py [SPEC] [--dims D=256,...]
+        [--pieces | --lookback | --backward | --module]
 
 Every Triton kernel and autotuner of the emitted `triton_vector` module is replaced by a
 launcher that does nothing, so what is timed is the Python and torch work around the
 launches (input checks, views, allocations, tiling, piece tables), on this machine's CPU.
 `--pieces` takes the three-phase chunk-parallel path (three launches), `--lookback` the
 single-pass one that B=1 T=65536 takes on a GPU, `--backward` a forward+backward through
-autograd (at B=8 and a small T, so only the host's work is timed).
+autograd (at B=8 and a small T, so only the host's work is timed), `--module` the module
+call a user makes (its input checks, then `scan`; B=8 T=16) with the spec's `--dims`: what
+an eager `do_bench` of a module counts as device idle time where it outlasts the L2 flush
+before it (docs/triton.md, session 26).
 Triton's own launch cost is not included: it needs a GPU driver (`scripts/gpu_tiles.py host`
 profiles the whole call on the device).
 """
@@ -42,9 +46,13 @@ def main() -> None:
     parser.add_argument("--lookback", action="store_true", help="the single-pass look-back")
     parser.add_argument("--backward", action="store_true",
                         help="forward+backward through autograd (B=8 T=64: host time only)")
+    parser.add_argument("--module", action="store_true",
+                        help="the module call, checks included (B=8 T=16: host time only)")
+    parser.add_argument("--dims", default="D=256", help="the spec's dims, NAME=SIZE,...")
     parser.add_argument("--calls", type=int, default=2000)
     args = parser.parse_args()
-    mod = madc.load(args.spec, backend="triton", D=256)
+    dims = {k: int(v) for k, v in (item.split("=") for item in args.dims.split(","))}
+    mod = madc.load(args.spec, backend="triton", **dims)
     tv = importlib.import_module(f"{type(mod).__module__}.triton_vector")
     kernels = (triton.runtime.jit.JITFunction, triton.runtime.autotuner.Autotuner,
                triton.runtime.interpreter.InterpretedFunction)
@@ -52,7 +60,7 @@ def main() -> None:
         if isinstance(value, kernels):
             setattr(tv, name, _NoLaunch())
     heads = (mod.heads,) if mod.heads else ()
-    shape = (8, 64) if args.backward else (1, 65536)
+    shape = (8, 64) if args.backward else (8, 16) if args.module else (1, 65536)
     inputs = {n: torch.rand(shape + heads + tuple(s), dtype=torch.bfloat16)
               for n, s in mod.inputs.items()}
     params = dict(mod.named_parameters())
@@ -61,6 +69,10 @@ def main() -> None:
     if args.backward:
         step = _backward_step(tv, mod, inputs, params, options)
         what, top, grad = "forward+backward", 15, contextlib.nullcontext()
+    elif args.module:
+        def step():
+            mod(**inputs)
+        what, top, grad = "module call", 15, torch.no_grad()
     else:
         def step():
             tv.scan(inputs, params, mod.dims, None, None, **options)

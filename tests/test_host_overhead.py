@@ -11,8 +11,9 @@ import pytest
 from script_util import ROOT
 
 
-@pytest.mark.parametrize("flags,line", [([], "us per scan call"),
-                                        (["--backward"], "us per forward+backward")])
+@pytest.mark.parametrize("flags,line", [
+    ([], "us per scan call"), (["--backward"], "us per forward+backward"),
+    (["ops/selective_ssm.scan", "--module", "--dims", "D=64,N=16"], "us per module call")])
 def test_host_overhead_times_a_call(flags, line):
     env = dict(os.environ, TRITON_INTERPRET="1")
     out = subprocess.run([sys.executable, "scripts/host_overhead.py", "--calls", "20", *flags],
