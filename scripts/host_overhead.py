@@ -42,17 +42,18 @@ class _NoLaunch:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("spec", nargs="?", default="examples/scans/linear_scan.scan")
-    parser.add_argument("--pieces", action="store_true", help="the chunk-parallel path")
-    parser.add_argument("--lookback", action="store_true", help="the single-pass look-back")
-    parser.add_argument("--backward", action="store_true",
-                        help="forward+backward through autograd (B=8 T=64: host time only)")
-    parser.add_argument("--module", action="store_true",
-                        help="the module call, checks included (B=8 T=16: host time only)")
-    parser.add_argument("--dims", default="D=256", help="the spec's dims, NAME=SIZE,...")
+    path = parser.add_mutually_exclusive_group()
+    path.add_argument("--pieces", action="store_true", help="the chunk-parallel path")
+    path.add_argument("--lookback", action="store_true", help="the single-pass look-back")
+    path.add_argument("--backward", action="store_true",
+                      help="forward+backward through autograd (B=8 T=64: host time only)")
+    path.add_argument("--module", action="store_true",
+                      help="the module call, checks included (B=8 T=16: host time only)")
+    parser.add_argument("--dims", default={"D": 256}, type=_dims,
+                        help="the spec's dims, NAME=SIZE,... (default D=256)")
     parser.add_argument("--calls", type=int, default=2000)
     args = parser.parse_args()
-    dims = {k: int(v) for k, v in (item.split("=") for item in args.dims.split(","))}
-    mod = madc.load(args.spec, backend="triton", **dims)
+    mod = madc.load(args.spec, backend="triton", **args.dims)
     tv = importlib.import_module(f"{type(mod).__module__}.triton_vector")
     kernels = (triton.runtime.jit.JITFunction, triton.runtime.autotuner.Autotuner,
                triton.runtime.interpreter.InterpretedFunction)
@@ -91,6 +92,14 @@ def main() -> None:
             step()
         prof.disable()
     pstats.Stats(prof).sort_stats("tottime").print_stats(top)
+
+
+def _dims(text: str) -> dict:
+    """`D=2048,N=16` -> {"D": 2048, "N": 16}; argparse reports anything else."""
+    try:
+        return {k.strip(): int(v) for k, v in (item.split("=") for item in text.split(","))}
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected NAME=SIZE,..., got {text!r}") from None
 
 
 def _backward_step(tv, mod, inputs, params, options):
