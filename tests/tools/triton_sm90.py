@@ -19,7 +19,8 @@ compiler rejects (a non-constexpr global read inside a kernel, say). This tool c
                                              # GPU: ptxas's registers and spills, then the PTX
                                              # instructions per source line, most first
                                              # (MADC_PTX_OUT=FILE also writes the PTX,
-                                             # MADC_TTGIR_OUT=FILE the layouts' IR)
+                                             # MADC_TTGIR_OUT=FILE the layouts' IR), and
+                                             # the SASS of its longest loop per opcode
 
 The `ptx` mode is how session 6 found the backward's lane shuffles, its spilling tiles and the
 fused selective SSM's instruction count without a GPU (docs/triton.md).
@@ -214,12 +215,14 @@ def ptx_report(jobs_path: str, name: str, overrides: list[str]) -> int:
         Path(os.environ["MADC_PTX_OUT"]).write_text(ptx)
     if os.environ.get("MADC_TTGIR_OUT"):  # Triton's GPU IR: the layouts it chose per tensor
         Path(os.environ["MADC_TTGIR_OUT"]).write_text(compiled.asm["ttgir"])
-    ptxas = Path(triton.__file__).parent / "backends" / "nvidia" / "bin" / "ptxas"
+    bin_dir = Path(triton.__file__).parent / "backends" / "nvidia" / "bin"
     with tempfile.TemporaryDirectory() as tmp:
-        src = Path(tmp) / "k.ptx"
+        src, cubin = Path(tmp) / "k.ptx", Path(tmp) / "k.cubin"
         src.write_text(ptx)
-        out = subprocess.run([str(ptxas), "-arch=sm_90a", "-v", str(src), "-o", os.devnull],
-                             capture_output=True, text=True)
+        out = subprocess.run([str(bin_dir / "ptxas"), "-arch=sm_90a", "-v", str(src), "-o",
+                              str(cubin)], capture_output=True, text=True)
+        sass = subprocess.run([str(bin_dir / "nvdisasm"), "-c", str(cubin)],
+                              capture_output=True, text=True).stdout if cubin.exists() else ""
     print(" ".join(line.split("info    : ")[-1] for line in out.stderr.splitlines()
                    if "Used" in line or "spill" in line) or out.stderr.strip())
     files, counts, kinds, where = {}, collections.Counter(), {}, None
@@ -236,6 +239,7 @@ def ptx_report(jobs_path: str, name: str, overrides: list[str]) -> int:
         total.update(k)
     print(f"{sum(counts.values())} PTX instructions: "
           + ", ".join(f"{k} {v}" for k, v in total.most_common()))
+    print(_steady_loop(sass))
     sources = {}
     for (f, n), c in counts.most_common(25):
         if f not in sources:
@@ -250,6 +254,33 @@ def ptx_report(jobs_path: str, name: str, overrides: list[str]) -> int:
         top = " ".join(f"{k} {v}" for k, v in kinds[(f, n)].most_common(3))
         print(f"{c:6d}  {top:32} {n}: {text}")
     return 0
+
+
+def _steady_loop(sass: str) -> str:
+    """The longest loop of a kernel's SASS (a label and the branch back to it): its
+    instruction count per opcode, and its adds of +0.0 (`FADD Rd, RZ, Rs`: a row picked by
+    a masked sum whose other rows add +0.0 rather than -0.0, which the compiler cannot fold;
+    `_neg_zero` in the vector kernels, docs/triton.md session 26)."""
+    import collections
+    import re
+
+    lines = sass.splitlines()
+    labels = {m[1]: i for i, line in enumerate(lines) if (m := re.match(r"\s*(\.L_x_\d+):", line))}
+    best = None
+    for i, line in enumerate(lines):
+        m = re.search(r"BRA `\((\.L_x_\d+)\)", line)
+        if m and labels.get(m[1], i) < i and (best is None or i - labels[m[1]] > best[1] - best[0]):
+            best = (labels[m[1]], i)
+    if best is None:
+        return "steady loop: none in the SASS"
+    ops, zero_adds = collections.Counter(), 0
+    for line in lines[best[0]:best[1] + 1]:
+        m = re.match(r"\s*/\*[0-9a-f]+\*/\s+(@!?U?P\w+\s+)?([A-Z][A-Z0-9_.]*)(.*)", line)
+        if m:
+            ops[m[2].split(".")[0]] += 1
+            zero_adds += bool(m[2] == "FADD" and re.match(r"\s+R\d+, RZ, R\d+", m[3]))
+    return (f"steady loop: {sum(ops.values())} SASS: "
+            + ", ".join(f"{k} {v}" for k, v in ops.most_common()) + f"; adds of +0.0 {zero_adds}")
 
 
 if __name__ == "__main__":
