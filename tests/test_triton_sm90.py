@@ -106,8 +106,9 @@ def test_ptx_report_fused_ssm_keeps_a_channel_per_lane(split, tmp_path):
     # once per lane of N would add 2 x 12 per row at split 1)
     assert int(counts["ex2"]) <= chunks * bt * (16 + 1) // split + 16 // split, out.stdout
     assert int(counts["lg2"]) <= chunks * bt // split, out.stdout
-    # the steady loop's SASS: the last row carried to the next chunk, and at split 2 the
-    # rows each lane keeps for the shared softplus, are picked by masked sums whose other
-    # rows add -0.0, which fold away (`_neg_zero`; with +0.0 this loop had 16 such adds)
-    loop = next(line for line in lines if line.startswith("steady loop: "))
+    # the longest loop's SASS (here the steady loop): the last row carried to the next
+    # chunk, and at split 2 the rows each lane keeps for the shared softplus, are picked by
+    # masked sums whose other rows add -0.0, which fold away (`_neg_zero`; with +0.0 this
+    # loop had 16 such adds)
+    loop = next(line for line in lines if line.startswith("longest loop: "))
     assert loop.endswith("; adds of +0.0 0"), loop

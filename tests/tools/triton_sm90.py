@@ -239,7 +239,7 @@ def ptx_report(jobs_path: str, name: str, overrides: list[str]) -> int:
         total.update(k)
     print(f"{sum(counts.values())} PTX instructions: "
           + ", ".join(f"{k} {v}" for k, v in total.most_common()))
-    print(_steady_loop(sass))
+    print(_longest_loop(sass))
     sources = {}
     for (f, n), c in counts.most_common(25):
         if f not in sources:
@@ -256,9 +256,10 @@ def ptx_report(jobs_path: str, name: str, overrides: list[str]) -> int:
     return 0
 
 
-def _steady_loop(sass: str) -> str:
-    """The longest loop of a kernel's SASS (a label and the branch back to it): its
-    instruction count per opcode, and its adds of +0.0 (`FADD Rd, RZ, Rs`: a row picked by
+def _longest_loop(sass: str) -> str:
+    """The longest loop of a kernel's SASS (a label and the branch back to it; for the fused
+    kernels the steady loop, for others it can be a masked tail loop): its instruction count
+    per opcode, and its adds of +0.0 (`FADD Rd, RZ, Rs`: a row picked by
     a masked sum whose other rows add +0.0 rather than -0.0, which the compiler cannot fold;
     `_neg_zero` in the vector kernels, docs/triton.md session 26)."""
     import collections
@@ -272,14 +273,14 @@ def _steady_loop(sass: str) -> str:
         if m and labels.get(m[1], i) < i and (best is None or i - labels[m[1]] > best[1] - best[0]):
             best = (labels[m[1]], i)
     if best is None:
-        return "steady loop: none in the SASS"
+        return "longest loop: none in the SASS"
     ops, zero_adds = collections.Counter(), 0
     for line in lines[best[0]:best[1] + 1]:
         m = re.match(r"\s*/\*[0-9a-f]+\*/\s+(@!?U?P\w+\s+)?([A-Z][A-Z0-9_.]*)(.*)", line)
         if m:
             ops[m[2].split(".")[0]] += 1
             zero_adds += bool(m[2] == "FADD" and re.match(r"\s+R\d+, RZ, R\d+", m[3]))
-    return (f"steady loop: {sum(ops.values())} SASS: "
+    return (f"longest loop: {sum(ops.values())} SASS: "
             + ", ".join(f"{k} {v}" for k, v in ops.most_common()) + f"; adds of +0.0 {zero_adds}")
 
 
