@@ -870,6 +870,62 @@ def test_fused_ssm_sums_a_split_dim_in_lane_then_across():
     assert "S_N: tl.constexpr = SPLIT" in kernel
 
 
+def test_widen_copies_the_shared_inputs_once():
+    """`_widen` gives the fused kernel its shared per-token inputs as contiguous fp32, those
+    not fp32 already in one multi-tensor copy; an fp32 contiguous input is passed as it is."""
+    import madc
+
+    mod = madc.load(os.path.join(ROOT, "ops", "selective_ssm.scan"), backend="triton", D=4,
+                    N=4)
+    tv = importlib.import_module(f"{type(mod).__module__}.triton_vector")
+    g = torch.Generator().manual_seed(0)
+    half = torch.randn(2, 5, 4, generator=g).to(torch.bfloat16)
+    strided = torch.randn(2, 4, 5, generator=g).transpose(1, 2)  # fp32, not contiguous
+    same = torch.randn(2, 5, 4, generator=g)
+    calls = []
+    copy = torch._foreach_copy_
+    try:
+        torch._foreach_copy_ = lambda *a: calls.append(a) or copy(*a)
+        out = tv._widen([half, strided, same])
+    finally:
+        torch._foreach_copy_ = copy
+    assert len(calls) == 1 and len(calls[0][0]) == 1  # only the bf16 one is copied
+    assert all(o.dtype == torch.float32 and o.is_contiguous() for o in out)
+    assert torch.equal(out[0], half.float()) and torch.equal(out[1], strided)
+    assert out[2] is same
+
+
+def test_module_call_checks_its_inputs_once():
+    """A module call hands the backend its checked (B, T) (`scan_checked`), so the backend's
+    own `_check` does not run again; a direct `scan` call still checks."""
+    import madc
+
+    mod = madc.load(os.path.join(ROOT, "ops", "selective_ssm.scan"), backend="triton", D=4,
+                    N=4)
+    tv = importlib.import_module(f"{type(mod).__module__}.triton_vector")
+    g = torch.Generator().manual_seed(0)
+    x = {n: torch.randn((2, 7) + tuple(s), generator=g) for n, s in mod.inputs.items()}
+    check = tv._check
+    calls = []
+    try:
+        tv._check = lambda *a: calls.append(a) or check(*a)
+        with torch.no_grad():
+            y = mod(**x)
+        assert calls == []
+        params = {k: v.detach() for k, v in mod.named_parameters()}
+        with torch.no_grad():
+            want = tv.scan(x, params, mod.dims, None, None)[0][0]
+        assert len(calls) == 1
+    finally:
+        tv._check = check
+    assert torch.equal(y, want)
+    bad = dict(x, B=x["B"][:, :, :3])
+    with pytest.raises(tv.InputError, match="input 'B'"):
+        tv.scan(bad, params, mod.dims, None, None)
+    with pytest.raises(madc.runtime.InputError, match="B: expected shape"):
+        mod(**bad)
+
+
 def test_inference_reads_params_uncast():
     """A module call without a gradient hands the fused kernel its fp32 params as they are
     (no cast kernels); with a gradient, and on the unfused path, `scan` casts them to the

@@ -56,10 +56,15 @@ def _triton_available():
     return True
 
 
-def _scan(choice, inputs, params, dims, initial_state, cu_seqlens, chunk_size):
-    """One call of backend `choice`'s scan(): (outputs, final states)."""
+def _scan(choice, inputs, params, dims, initial_state, cu_seqlens, chunk_size, lead=None):
+    """One call of backend `choice`'s scan(): (outputs, final states). `lead`: the inputs'
+    (B, T) when the module has checked them, so that a backend with `scan_checked` skips its
+    own check."""
     module = _module(TRITON_MODULE if choice == "triton" else choice)
     options = {} if choice == "reference" or chunk_size is None else {"chunk_size": chunk_size}
+    if lead is not None and hasattr(module, "scan_checked"):
+        return module.scan_checked(lead, inputs, params, dims, initial_state, cu_seqlens,
+                                   **options)
     return module.scan(inputs, params, dims, initial_state, cu_seqlens, **options)
 
 
@@ -349,7 +354,7 @@ class Gla(nn.Module):
             outs, states = results[:len(OUTPUTS)], results[len(OUTPUTS):]
         else:
             outs, states = _scan(choice, inputs, params, self.dims, initial_state,
-                                 cu_seqlens, self.chunk_size)
+                                 cu_seqlens, self.chunk_size, (batch, total))
         out = outs[0] if len(outs) == 1 else tuple(outs)
         if not return_state:
             return out
