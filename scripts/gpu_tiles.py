@@ -4,7 +4,7 @@ in one process with the copy bandwidth, so the autotune lists and heuristics of
 
     python3 scripts/gpu_tiles.py PART [PART ...]
     # parts: b8 fp32 fp32s log bwd bwd2 b1 lookback lookback1 host ssm depth ab v4 rows
-    #        stages stages32 relay
+    #        stages stages32
 
 A tile is `BT,BC,VEC,PREFETCH,WARPS[,STAGES]` (the chunk_size, block_channels, vector_width,
 prefetch, num_warps and stages options of the generated `scan`). Times are
@@ -66,11 +66,6 @@ B1_TILES = ["16,256,2,1,4", "16,256,2,0,4", "32,256,2,1,4", "8,256,2,1,4", "16,1
 LOOKBACK = ["16,256,2,1,4", "32,128,2,1,2", "16,128,2,1,2", "32,64,2,1,1", "16,256,2,0,4"]
 LOOKBACK_WINDOWS = (8, 16, 32)
 LOOKBACK_PER_SM = (2, 8, 16)
-# session 27: the relay forward (pieces read once, held while a relay program per channel
-# block folds their aggregates): PIECE,BC,VEC,0,WARPS at the windows of RELAY_WINDOWS
-RELAY = ["64,32,1,0,2", "32,32,1,0,1", "64,32,1,0,4", "128,32,1,0,4", "32,64,2,0,2",
-         "64,64,2,0,4", "128,16,1,0,2", "32,16,1,0,1"]
-RELAY_WINDOWS = (32, 16, 64)
 # session 7: prefetch depth (PREFETCH chunks of reads in flight; ptxas: bf16 forward 32 rows
 # depth 2 254 registers, 16 rows depth 3 166; backward 8 rows depth 3 164, 16 rows depth 2
 # spills 32 bytes)
@@ -333,18 +328,6 @@ def main(parts):
             tv.LOOKBACK_PER_SM = defaults[1]
             profile(case, {"chunk_parallel": "lookback"} | _options(LOOKBACK[0]),
                     f"{case.label} look-back")
-    if "relay" in parts:
-        case = Case(f"{S}/linear_scan.scan", B1, bf16)
-        baseline(case, bw, measure)
-        tv = case.tv
-        default = tv.RELAY_WINDOW
-        for window in RELAY_WINDOWS:
-            tv.RELAY_WINDOW = window
-            print(f"\n# relay window {window}", flush=True)
-            sweep(case, RELAY if window == default else RELAY[:3], bw, measure,
-                  {"chunk_parallel": "relay"}, graph=True)
-        tv.RELAY_WINDOW = default
-        profile(case, {"chunk_parallel": "relay"}, f"{case.label} relay")
     if "depth" in parts:
         case = Case(f"{S}/linear_scan.scan", B8, bf16)
         sweep(case, DEPTH_FWD_BF16, bw, measure)

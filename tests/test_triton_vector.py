@@ -586,63 +586,6 @@ def test_lookback_minus_inf_and_ties(name, tmp_path):
         assert _rel_err(x, y) <= TOL  # infinities in the same places, exactly
 
 
-# The relay forward (chunk_parallel="relay", docs/triton.md): pieces of chunk_size rows, read
-# once; in the interpreter as three launches (aggregates, relays, states)
-RELAY = {"chunk_parallel": "relay", "chunk_size": 4}
-
-
-@pytest.mark.parametrize("name", ["linear_scan", "log_scan", "tropical_scan"])
-@pytest.mark.parametrize("T", [1, 4, 13, 37])
-@pytest.mark.parametrize("window", [None, 2])
-def test_relay_forward_matches_oracle(name, T, window, tmp_path, monkeypatch):
-    """Outputs, final states and gradients (the backward keeps its own choice) against the
-    float64 oracle; a window of 2 pieces makes the relay fold in several rounds."""
-    ir, mod = _emit(os.path.join(ROOT, "examples", "scans", f"{name}.scan"), tmp_path)
-    if window:
-        monkeypatch.setattr(mod, "RELAY_WINDOW", window)
-    taken = []
-    relay = mod.__dict__[f"{name}_relay"]
-    monkeypatch.setitem(mod.__dict__, f"{name}_relay",
-                        lambda *args, **kw: taken.append(args[-1]) or relay(*args, **kw))
-    _compare(ir, mod, {"D": 3}, B=2, T=T, h0=True, **RELAY)
-    assert taken and taken[0]["BT"] == 4
-
-
-@pytest.mark.parametrize("name", ["ops/hgrn", "ops/log_ssm", "ops/selective_ssm"])
-def test_relay_forward_zoo(name, tmp_path):
-    ir, mod = _emit(os.path.join(ROOT, f"{name}.scan"), tmp_path)
-    _compare(ir, mod, _dims(ir), B=2, T=23, h0=True, **RELAY)
-
-
-@pytest.mark.parametrize("name", ["linear_scan", "log_scan", "tropical_scan"])
-def test_relay_minus_inf_and_ties(name, tmp_path):
-    """-inf coefficients (the log/tropical zero) and exact ties, through the relay, against
-    the sequential kernel; channels past a block (D = 20 in blocks of 16)."""
-    ir, mod = _emit(os.path.join(ROOT, "examples", "scans", f"{name}.scan"), tmp_path)
-    g = torch.Generator().manual_seed(5)
-    a = torch.rand(2, 21, 20, generator=g, dtype=torch.float64)
-    b = torch.randn(2, 21, 20, generator=g, dtype=torch.float64).round()
-    if name != "linear_scan":
-        a = a.log()
-        a[:, 5] = -float("inf")
-        a[:, 9:11] = 0.0
-    with torch.no_grad():
-        got = mod.scan({"a": a.float(), "b": b.float()}, {}, {"D": 20}, None, None, **RELAY)
-        want = mod.scan({"a": a.float(), "b": b.float()}, {}, {"D": 20}, None, None,
-                        chunk_parallel=False)
-    for x, y in zip(got[0] + got[1], want[0] + want[1]):
-        assert _rel_err(x, y) <= TOL  # infinities in the same places, exactly
-
-
-def test_relay_checks_its_window(tmp_path):
-    ir, mod = _emit(os.path.join(ROOT, "examples", "scans", "linear_scan.scan"), tmp_path)
-    a = torch.rand(12, 3)
-    tile = mod._relay_tile(a, 3, {})
-    with pytest.raises(ValueError, match="window: got 3"):
-        mod.linear_scan_relay(a, a, torch.zeros(1, 3), torch.empty(12, 3), torch.empty(1, 3),
-                              (1, 12), tile, window=3)
-
-
 def _unpublished(*shape):
     """Look-back slots with nothing published: all-ones bits."""
     return torch.full(shape, -1, dtype=torch.int32).view(torch.float32)
