@@ -870,28 +870,31 @@ def test_fused_ssm_sums_a_split_dim_in_lane_then_across():
     assert "S_N: tl.constexpr = SPLIT" in kernel
 
 
-def test_widen_copies_the_shared_inputs_once():
+@pytest.mark.parametrize("n", [1, 2, 3])
+def test_widen_casts_the_shared_inputs_in_pairs(n):
     """`_widen` gives the fused kernel its shared per-token inputs as contiguous fp32, those
-    not fp32 already in one multi-tensor copy; an fp32 contiguous input is passed as it is."""
+    not fp32 already two per launch; fp32 ones pass as they are (a copy if strided)."""
     import madc
 
     mod = madc.load(os.path.join(ROOT, "ops", "selective_ssm.scan"), backend="triton", D=4,
                     N=4)
     tv = importlib.import_module(f"{type(mod).__module__}.triton_vector")
     g = torch.Generator().manual_seed(0)
-    half = torch.randn(2, 5, 4, generator=g).to(torch.bfloat16)
+    half = [torch.randn(2, 5 + i, 4, generator=g).to(torch.bfloat16) for i in range(n)]
+    half[-1] = half[-1].transpose(1, 2)  # not contiguous
     strided = torch.randn(2, 4, 5, generator=g).transpose(1, 2)  # fp32, not contiguous
     same = torch.randn(2, 5, 4, generator=g)
-    calls = []
-    copy = torch._foreach_copy_
+    launches = []
+    launch = tv._launch
     try:
-        torch._foreach_copy_ = lambda *a: calls.append(a) or copy(*a)
-        out = tv._widen([half, strided, same])
+        tv._launch = lambda *a, **k: launches.append(a[0]) or launch(*a, **k)
+        out = tv._widen(half[:1] + [strided, same] + half[1:])
     finally:
-        torch._foreach_copy_ = copy
-    assert len(calls) == 1 and len(calls[0][0]) == 1  # only the bf16 one is copied
+        tv._launch = launch
+    assert launches == [tv._widen_kernel] * ((n + 1) // 2)
     assert all(o.dtype == torch.float32 and o.is_contiguous() for o in out)
-    assert torch.equal(out[0], half.float()) and torch.equal(out[1], strided)
+    want = [half[0].float(), strided, same] + [h.float() for h in half[1:]]
+    assert all(torch.equal(o, w) for o, w in zip(out, want))
     assert out[2] is same
 
 
