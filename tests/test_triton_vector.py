@@ -49,7 +49,9 @@ def _loop_core(mod):
     """A float64 sequential scan with the module's own semiring ops, as `_ScanFunction`."""
 
     def apply(a, b, h0, seg, *_):  # *_: the uniform-rows hint, the options
-        a, b, h = a.double(), b.double(), h0.double()
+        shape = a.shape  # scanned as [rows, C]
+        a, b = a.reshape(-1, h0.shape[-1]).double(), b.reshape(-1, h0.shape[-1]).double()
+        h = h0.double()
         rows, finals = [], []
         bounds = seg.tolist()
         for n, (lo, hi) in enumerate(zip(bounds[:-1], bounds[1:])):
@@ -58,7 +60,7 @@ def _loop_core(mod):
                 state = mod._sadd(mod._smul(a[t], state), b[t])
                 rows.append(state)
             finals.append(state)
-        return torch.stack(rows), torch.stack(finals)
+        return torch.stack(rows).reshape(shape), torch.stack(finals)
 
     return apply
 
@@ -896,6 +898,24 @@ def test_widen_casts_the_shared_inputs_in_pairs(n):
     want = [half[0].float(), strided, same] + [h.float() for h in half[1:]]
     assert all(torch.equal(o, w) for o, w in zip(out, want))
     assert out[2] is same
+
+
+def test_backward_graph_records_only_the_scan(tmp_path):
+    """Inputs that are the coefficient and the injected term in the state's shape reach the
+    scan's autograd.Function with no view or expand recorded around it (each recorded node
+    is host time in the forward and again in the backward)."""
+    ir, mod = _emit(os.path.join(ROOT, "examples", "scans", "linear_scan.scan"), tmp_path)
+    x = {n: torch.rand(2, 5, 8).requires_grad_() for n in ("a", "b")}
+    outs, finals = mod.scan(x, {}, {"D": 8}, None, None)
+    seen, todo = set(), [outs[0].grad_fn]
+    while todo:
+        f = todo.pop()
+        if f is not None and f not in seen:
+            seen.add(f)
+            todo += [g for g, _ in f.next_functions]
+    assert sorted(type(f).__name__ for f in seen) == [
+        "AccumulateGrad", "AccumulateGrad", "_ScanFunctionBackward"]
+    assert outs[0].shape == (2, 5, 8) and finals[0].shape == (2, 8)
 
 
 def test_module_call_checks_its_inputs_once():
