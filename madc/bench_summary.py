@@ -90,10 +90,14 @@ def rows(results: list[dict]) -> list[tuple[str, str, float | None, str]]:
                                 "roofline", _ratio(roof["fwdbwd_ms"], graph["fwdbwd_ms"]),
                                 f">= {target:.0%}" if diagonal and r["B"] > 1 else "-"))
         anchor = _entry(r, "accelerated-scan")
+        first = _entry(r, "madc triton, channels first")
         if madc and anchor:
             for key, label in (("fwd_ms", "forward"), ("fwdbwd_ms", "forward+backward")):
                 out.append((case, f"{label}, accelerated-scan time / madc time",
                             _ratio(anchor[key], madc[key]), ">= 1" if r["B"] > 1 else "-"))
+                if first:  # the same layout as the anchor's ([B, D, T])
+                    out.append((case, f"{label}, accelerated-scan / madc channels first",
+                                _ratio(anchor[key], first[key]), ">= 1" if r["B"] > 1 else "-"))
         twin = real.get(_shape(r))
         if madc and twin is not None and twin is not r:
             base = _entry(twin, "madc triton")

@@ -4,7 +4,7 @@ in one process with the copy bandwidth, so the autotune lists and heuristics of
 
     python3 scripts/gpu_tiles.py PART [PART ...]
     # parts: b8 fp32 fp32s log bwd bwd2 b1 lookback lookback1 host ssm depth ab v4 rows
-    #        stages stages32
+    #        stages stages32 first
 
 A tile is `BT,BC,VEC,PREFETCH,WARPS[,STAGES]` (the chunk_size, block_channels, vector_width,
 prefetch, num_warps and stages options of the generated `scan`). Times are
@@ -97,6 +97,16 @@ STAGES_FWD_BF16 = ["32,128,2,1,2", "32,128,2,0,2,3", "16,128,2,0,2,3", "16,128,2
 DEPTH_BWD_FP32 = ["tuned", "16,128,0,1,4", "16,128,0,2,4", "8,128,0,3,4", "8,128,2,3,2"]
 
 
+# session 28: channels-first inputs ([B, D, T] storage, accelerated-scan's layout, read in
+# place): long runs of each channel's rows, few channels per program
+FIRST_FP32 = ["512,4,0,0,4", "512,4,0,1,4", "1024,2,0,0,4", "1024,4,0,0,8", "2048,1,0,0,4",
+              "256,8,0,0,4", "256,4,0,1,2", "512,8,0,0,8", "1024,1,0,0,4", "256,16,0,0,4",
+              "128,32,0,1,4", "2048,2,0,0,8", "512,2,0,1,2"]
+FIRST_BF16 = ["1024,4,0,0,4", "1024,4,0,1,4", "2048,2,0,0,4", "2048,4,0,0,8", "512,8,0,0,4",
+              "512,4,0,1,4", "4096,1,0,0,4", "1024,8,0,0,8", "256,16,0,0,4", "1024,2,0,1,2"]
+FIRST_B1 = ["2048,1,0,1,4", "4096,1,0,0,8", "1024,1,0,1,2", "2048,1,0,0,4"]
+
+
 def _options(tile: str) -> dict:
     bt, bc, vec, pf, w, *stages = (int(v) for v in tile.split(","))
     opts = {"chunk_size": bt, "block_channels": bc, "prefetch": pf, "num_warps": w}
@@ -110,17 +120,21 @@ def _options(tile: str) -> dict:
 class Case:
     """One spec, shape and dtype: its generated `scan`, inputs and roofline."""
 
-    def __init__(self, spec, shape, dtype, **dims):
+    def __init__(self, spec, shape, dtype, first=False, **dims):
         B, T, D = shape
         self.mod = madc.load(spec, backend="triton", D=D, **dims).to(DEVICE)
         self.tv = importlib.import_module(f"{type(self.mod).__module__}.triton_vector")
         self.inputs = _inputs(self.mod, B, T, dtype, DEVICE)
+        if first:  # stored [B, D, T], passed as [B, T, D] views (`_channels_first`)
+            self.inputs = {k: v.transpose(1, 2).contiguous().transpose(1, 2)
+                           for k, v in self.inputs.items()}
         self.dims = dict(self.mod.dims)
         self.leaves = {k: v.clone().requires_grad_(True) for k, v in self.inputs.items()}
         self.io = sum(x.numel() * x.element_size() for x in self.inputs.values())
         self.params = dict(self.mod.named_parameters())
         self.ones = None  # dL/dy of fwdbwd
-        self.label = f"{spec.rsplit('/', 1)[-1]} {str(dtype)[6:]} B{B} T{T} D{D} {dims or ''}"
+        self.label = (f"{spec.rsplit('/', 1)[-1]} {str(dtype)[6:]} B{B} T{T} D{D} {dims or ''}"
+                      + (" channels first" if first else ""))
 
     def fwd(self, **opts):
         opts = {"fused": False} | opts
@@ -295,6 +309,14 @@ def main(parts):
         sweep_bwd(Case(f"{S}/linear_scan.scan", B8, fp32), STAGES_BWD_FP32, bw, measure)
     if "bwd2" in parts:
         sweep_bwd(Case(f"{S}/linear_scan.scan", B8, bf16), BWD_ONLY_BF16_2, bw, measure)
+    if "first" in parts:
+        for dtype, tiles in ((fp32, FIRST_FP32), (bf16, FIRST_BF16)):
+            case = Case(f"{S}/linear_scan.scan", B8, dtype, first=True)
+            baseline(case, bw, measure)
+            sweep(case, tiles, bw, measure, fb=True)
+        case = Case(f"{S}/linear_scan.scan", B1, bf16, first=True)
+        baseline(case, bw, measure)
+        sweep(case, FIRST_B1, bw, measure, graph=True)
     if "ssm" in parts:
         shape, n = ((1, 40, 16), 4) if DRY else ((8, 4096, 2048), 16)
         case = Case("ops/selective_ssm.scan", shape, bf16, N=n)

@@ -31,6 +31,8 @@ def test_bench_writes_table_json_and_png(tmp_path, capsys, monkeypatch):
     data = json.loads((tmp_path / "linear_scan_fp32_B1_T8.json").read_text())
     names = [e["name"] for e in data["entries"]]
     assert names[0] == "madc triton" and "HBM roofline (I/O bytes)" in names
+    # the diagonal scan again on inputs stored [B, D, T] (the anchors' layout), read in place
+    assert "madc triton, channels first" in names
     assert all(e["fwd_ms"] > 0 for e in data["entries"])
     assert data["entries"][0]["fwd_vs_madc"] == 1.0 and data["copy_bandwidth_GBps"] > 0
     png = (tmp_path / "linear_scan_fp32_B1_T8.png").read_bytes()
@@ -103,6 +105,8 @@ def test_summary_targets_follow_the_batch():
     def result(B):
         entries = [{"name": "madc triton", "fwd_ms": 1.0, "fwdbwd_ms": 2.0},
                    {"name": "madc triton, CUDA graph", "fwd_ms": 0.9, "fwdbwd_ms": 1.95},
+                   {"name": "madc triton, channels first", "fwd_ms": 0.85,
+                    "fwdbwd_ms": 2.0},
                    {"name": "accelerated-scan", "fwd_ms": 0.9, "fwdbwd_ms": 2.2},
                    {"name": "HBM roofline (I/O bytes)", "fwd_ms": 0.8, "fwdbwd_ms": 1.9}]
         return {"spec": "linear_scan", "B": B, "T": 64, "dims": {"D": 4}, "dtype": "bf16",
@@ -118,6 +122,11 @@ def test_summary_targets_follow_the_batch():
     assert targets[("B1", "forward, fraction of the I/O roofline")] == (0.8, ">= 70%")
     assert targets[("B1", "forward+backward, fraction of the I/O roofline")][1] == "-"
     assert targets[("B1", "forward, accelerated-scan time / madc time")] == (0.9, "-")
+    # the same comparison in the anchor's own layout (madc reading [B, D, T] in place)
+    first = "accelerated-scan / madc channels first"
+    assert targets[("B8", f"forward, {first}")] == (pytest.approx(0.9 / 0.85), ">= 1")
+    assert targets[("B8", f"forward+backward, {first}")] == (pytest.approx(1.1), ">= 1")
+    assert targets[("B1", f"forward, {first}")][1] == "-"
     # the device-only rows (CUDA graphs): the forward's target follows the batch, the
     # forward+backward's is B = 8's only
     graph = "(CUDA graph), fraction of the I/O roofline"
