@@ -729,7 +729,7 @@ def test_launch_keys_and_interpreter(tmp_path):
     h0, hs, ht = torch.zeros(1, 3), torch.empty(6, 3), torch.empty(1, 3)
     seg = torch.tensor([0, 6])
     tile = {"BT": 4, "BC": 4, "VEC": 4, "PREFETCH": 1, "num_warps": 1}
-    full = mod._launch(mod.linear_scan_fwd_kernel, (1, 1), a, b, h0, hs, ht, seg, 3, **tile,
+    full = mod._launch(mod.linear_scan_fwd_kernel, (1, 1), a, b, h0, hs, None, ht, seg, 3, **tile,
                        LOWER=False, EVEN=False, ROW=3)
     assert full == dict(tile, LOWER=False, EVEN=False, ROW=3) and not mod._LAUNCHES
     want = torch.empty(6, 3)
@@ -1169,7 +1169,7 @@ def _raw_forward(mod, name, a, b, h0, seg, row, even, tile):
     hs, ht = torch.empty_like(a), torch.empty_like(h0)
     C = a.shape[1]
     getattr(mod, f"{name}_fwd_kernel")[(mod._cdiv(C, tile["BC"]), seg.numel() - 1)](
-        a, b, h0, hs, ht, seg, C, **tile, LOWER=mod._lower({}), EVEN=even, ROW=row)
+        a, b, h0, hs, None, ht, seg, C, **tile, LOWER=mod._lower({}), EVEN=even, ROW=row)
     return hs, ht
 
 
@@ -1322,3 +1322,29 @@ def test_channels_first_kernels_equal_row_major_bits(name, tmp_path):
     assert torch.equal(da_c.transpose(1, 2).reshape(-1, C), da_r)
     assert torch.equal(db_c.transpose(1, 2).reshape(-1, C), db_r)
     assert torch.equal(dh0_c, dh0_r)
+
+
+@pytest.mark.parametrize("path", ["row", "first", "lookback", "pieces"])
+def test_forward_writes_the_output_beside_the_saved_states(path, tmp_path):
+    """Where the backward saves fp32 states (log, tropical: STATES_FP32) the forward kernel
+    writes the output in the inputs' dtype in the same pass: `out` holds the states rounded
+    as torch rounds them, on every path (the look-back's copied after it). fp16 here: the
+    interpreter rounds to bf16 towards zero (compiled Triton rounds to nearest even)."""
+    _, mod = _emit(os.path.join(ROOT, "examples", "scans", "log_scan.scan"), tmp_path)
+    assert mod.STATES_FP32
+    g = torch.Generator().manual_seed(12)
+    N, T, C = 2, 37, 20
+    a = torch.rand(N, T, C, generator=g).log()
+    b = torch.randn(N, T, C, generator=g)
+    h0 = torch.randn(N, C, generator=g)
+    seg, uniform = mod._segments((N, T), None, a.device)
+    if path == "first":
+        a, b = (x.transpose(1, 2).contiguous() for x in (a, b))
+    else:
+        a, b = a.reshape(-1, C), b.reshape(-1, C)
+    options = {"chunk_size": 8, "chunk_parallel": {"row": False, "first": False,
+                                                   "lookback": "lookback", "pieces": True}[path]}
+    out = torch.empty(a.shape, dtype=torch.float16)
+    hs, ht = mod.log_scan_fwd(a, b, h0, seg, uniform, options, torch.float32, out)
+    want, _ = mod.log_scan_fwd(a, b, h0, seg, uniform, options)
+    assert torch.equal(hs, want) and torch.equal(out, hs.to(torch.float16))
