@@ -206,7 +206,8 @@ def ptx_report(jobs_path: str, name: str, overrides: list[str]) -> int:
     # loads need it): override an integer (C=4096) to get the GPU's specialisation
     attrs = {(i,): [["tt.divisibility", 16]] for i, p in enumerate(kernel.params)
              if str(signature.get(p.name, "")).startswith("*") or (
-                 signature.get(p.name) in ("i32", "i64") and values.get(p.name) % 16 == 0)}
+                 signature.get(p.name) in ("i32", "i64")
+                 and values.get(p.name, p.default) % 16 == 0)}
     compiled = triton.compile(ASTSource(fn=kernel, signature=signature, constexprs=constexprs,
                                         attrs=attrs),
                               target=GPUTarget("cuda", 90, 32), options=options)
