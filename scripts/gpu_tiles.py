@@ -4,7 +4,7 @@ in one process with the copy bandwidth, so the autotune lists and heuristics of
 
     python3 scripts/gpu_tiles.py PART [PART ...]
     # parts: b8 fp32 fp32s log bwd bwd2 b1 lookback lookback1 host ssm depth ab v4 rows
-    #        stages stages32 first
+    #        stages stages32 first first0
 
 A tile is `BT,BC,VEC,PREFETCH,WARPS[,STAGES]` (the chunk_size, block_channels, vector_width,
 prefetch, num_warps and stages options of the generated `scan`). Times are
@@ -306,11 +306,12 @@ def main(parts):
         sweep_bwd(Case(f"{S}/linear_scan.scan", B8, fp32), STAGES_BWD_FP32, bw, measure)
     if "bwd2" in parts:
         sweep_bwd(Case(f"{S}/linear_scan.scan", B8, bf16), BWD_ONLY_BF16_2, bw, measure)
-    if "first" in parts:
+    if "first" in parts or "first0" in parts:  # first0: the default tiles only
         for dtype, tiles in ((fp32, FIRST_FP32), (bf16, FIRST_BF16)):
             case = Case(f"{S}/linear_scan.scan", B8, dtype, first=True)
             baseline(case, bw, measure)
-            sweep(case, tiles, bw, measure, fb=True)
+            sweep(case, tiles if "first" in parts else [], bw, measure, fb=True)
+    if "first" in parts:
         case = Case(f"{S}/linear_scan.scan", B1, bf16, first=True)
         baseline(case, bw, measure)
         sweep(case, FIRST_B1, bw, measure, graph=True)
