@@ -56,7 +56,10 @@ def record(spec: str, jobs_path: str) -> int:
         values = {k: ("tensor", _dtype_name(v.dtype)) if isinstance(v, torch.Tensor)
                   else ("dtype", _dtype_name(v)) if isinstance(v, torch.dtype) else v
                   for k, v in bound.items()}
-        launches.setdefault(self.fn.__name__, (self.fn.__code__.co_filename, values))
+        # a kernel once per variant: row-major or channels first (ROW -1), and with or
+        # without its second output (p_y: log/tropical states saved in fp32)
+        key = (self.fn.__name__, values.get("ROW") == -1, values.get("p_y") is None)
+        launches.setdefault(key, (self.fn.__code__.co_filename, values))
         return original(self, *args, grid=grid, warmup=warmup, **kwargs)
 
     interp.InterpretedFunction.run = run
@@ -72,7 +75,8 @@ def record(spec: str, jobs_path: str) -> int:
     out = out if isinstance(out, tuple) else (out,)
     sum(o.float().sum() for o in out).backward()
     _chunk_parallel(module, inputs)
-    jobs = [(path, name, values) for name, (path, values) in sorted(launches.items())]
+    _channels_first(module, inputs)
+    jobs = [(path, key[0], values) for key, (path, values) in sorted(launches.items())]
     jobs += _tuned_configs(module, launches)
     Path(jobs_path).write_bytes(pickle.dumps(jobs))
     print(f"recorded {len(jobs)} kernel(s)")
@@ -97,6 +101,24 @@ def _chunk_parallel(module, inputs) -> None:
         tv.scan(inputs, params, module.dims, None, None, chunk_parallel="lookback", fused=False)
 
 
+def _channels_first(module, inputs) -> None:
+    """The vector backend's channels-first kernels (inputs stored [B, D, T], read in place),
+    forward and backward, in fp32 and bf16 (where the backward saves fp32 states, the
+    forward's second output)."""
+    try:
+        tv = importlib.import_module(f"{type(module).__module__}.triton_vector")
+    except ImportError:
+        return
+    import torch
+
+    params = dict(module.named_parameters())
+    for dtype in (torch.float32, torch.bfloat16):
+        leaves = {name: x.movedim(1, -1).contiguous().movedim(-1, 1).to(dtype).requires_grad_()
+                  for name, x in inputs.items()}
+        outs, finals = tv.scan(leaves, params, module.dims, None, None, fused=False)
+        sum(o.float().sum() for o in outs + finals).backward()
+
+
 def _tuned_configs(module, launches: dict) -> list:
     """A job per autotuned kernel with its first and last configs' meta-parameters over the
     recorded launch arguments: the interpreter runs the untuned path, and a config's values
@@ -113,8 +135,8 @@ def _tuned_configs(module, launches: dict) -> list:
             if not isinstance(tuned, triton.runtime.autotuner.Autotuner):
                 continue
             name = tuned.fn.__name__
-            if name in launches:
-                path, values = launches[name]
+            if (name, False, True) in launches:  # the autotuned launches are row-major
+                path, values = launches[(name, False, True)]
                 for cfg in (tuned.configs[0], tuned.configs[-1]):
                     jobs.append((path, name, values | cfg.kwargs | {"num_warps": cfg.num_warps}))
     return jobs
@@ -195,6 +217,11 @@ def ptx_report(jobs_path: str, name: str, overrides: list[str]) -> int:
     if not found:
         print(f"{name}: not among the recorded kernels")
         return 1
+    # an override ROW=-1 picks the channels-first launch, p_y=@DTYPE one with a second output
+    want_first = "ROW=-1" in overrides
+    want_y = any(o.startswith("p_y=@") for o in overrides)
+    found.sort(key=lambda pv: ((pv[1].get("ROW") == -1) != want_first,
+                               (pv[1].get("p_y") is not None) != want_y))
     path, values = found[0]
     values = dict(values)
     for item in overrides:
