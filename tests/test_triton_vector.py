@@ -170,17 +170,23 @@ def test_cu_seqlens(name, tmp_path):
     _compare(ir, mod, _dims(ir), B=1, T=40, h0=True, cu=[0, 1, 18, 18, 40])
 
 
+def _minus_inf_ab(g):
+    """a, b [2, 29, 6] float64 with -inf injections after a finite start and -inf
+    coefficients (a forgotten past), never both at one step: torch's gradient of
+    logaddexp(-inf, -inf) is 0/0 = nan, ours is 0."""
+    a = -torch.rand(2, 29, 6, generator=g, dtype=torch.float64)
+    b = torch.randn(2, 29, 6, generator=g, dtype=torch.float64)
+    b[:, 3::4, :2] = -math.inf
+    a[:, 5::7, 2:] = -math.inf
+    return a, b
+
+
 @pytest.mark.parametrize("name", ["log_scan", "tropical_scan"])
 def test_minus_inf_inputs(name, tmp_path):
     ir, mod = _emit(os.path.join(ROOT, "examples", "scans", f"{name}.scan"), tmp_path)
     dims = {"D": 6}
     g = torch.Generator().manual_seed(3)
-    a = -torch.rand(2, 29, 6, generator=g, dtype=torch.float64)
-    b = torch.randn(2, 29, 6, generator=g, dtype=torch.float64)
-    # -inf injections after a finite start and -inf coefficients (a forgotten past), never
-    # both at one step: torch's gradient of logaddexp(-inf, -inf) is 0/0 = nan, ours is 0
-    b[:, 3::4, :2] = -math.inf
-    a[:, 5::7, 2:] = -math.inf
+    a, b = _minus_inf_ab(g)
     _compare(ir, mod, dims, B=2, T=29, inputs={"a": a, "b": b})
 
 
@@ -466,10 +472,7 @@ def test_chunk_parallel_backward_cu_seqlens(name, tmp_path):
 def test_chunk_parallel_backward_minus_inf_and_ties(name, tmp_path):
     ir, mod = _emit(os.path.join(ROOT, "examples", "scans", f"{name}.scan"), tmp_path)
     g = torch.Generator().manual_seed(3)
-    a = -torch.rand(2, 29, 6, generator=g, dtype=torch.float64)
-    b = torch.randn(2, 29, 6, generator=g, dtype=torch.float64)
-    b[:, 3::4, :2] = -math.inf
-    a[:, 5::7, 2:] = -math.inf
+    a, b = _minus_inf_ab(g)
     _compare(ir, mod, {"D": 6}, B=2, T=29, inputs={"a": a, "b": b}, **PIECES)
     ties = {"a": torch.zeros(2, 21, 4, dtype=torch.float64),
             "b": torch.randint(0, 3, (2, 21, 4), generator=g).double()}
@@ -1269,10 +1272,7 @@ def test_channels_first_matches_oracle(path, T, tmp_path):
 def test_channels_first_minus_inf_and_ties(name, tmp_path):
     ir, mod = _emit(os.path.join(ROOT, "examples", "scans", f"{name}.scan"), tmp_path)
     g = torch.Generator().manual_seed(3)
-    a = -torch.rand(2, 29, 6, generator=g, dtype=torch.float64)
-    b = torch.randn(2, 29, 6, generator=g, dtype=torch.float64)
-    b[:, 3::4, :2] = -math.inf
-    a[:, 5::7, 2:] = -math.inf
+    a, b = _minus_inf_ab(g)
     if name == "tropical_scan":  # exact ties between the carried and the injected terms
         a[:, :, 4:] = 0.0
         b[:, :, 4:] = torch.randint(0, 3, (2, 29, 2), generator=g).double()
