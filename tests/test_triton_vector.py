@@ -1348,3 +1348,21 @@ def test_forward_writes_the_output_beside_the_saved_states(path, tmp_path):
     hs, ht = mod.log_scan_fwd(a, b, h0, seg, uniform, options, torch.float32, out)
     want, _ = mod.log_scan_fwd(a, b, h0, seg, uniform, options)
     assert torch.equal(hs, want) and torch.equal(out, hs.to(torch.float16))
+
+
+def test_channels_first_tile_fills_the_sms(tmp_path, monkeypatch):
+    """`_first_tile` halves the channels per program while B x cdiv(C, BC) is below the SM
+    count (B=1 D=256 on 132 SMs: one channel per program), unless `block_channels` is given;
+    the chunk-parallel options read row-major."""
+    _, mod = _emit(os.path.join(ROOT, "examples", "scans", "linear_scan.scan"), tmp_path)
+    monkeypatch.setattr(mod, "_sms", lambda x: 132)
+    x = torch.zeros(1)
+    tile = mod._first_tile(x, 1, 256, {})
+    assert tile["BC"] == 1 and tile["VEC"] == 1
+    assert mod._first_tile(x, 8, 4096, {})["BC"] == 16  # the interpreter's tile, 2048 programs
+    assert mod._first_tile(x, 1, 256, {"block_channels": 8})["BC"] == 8
+    a = _first(torch.rand(2, 9, 4))
+    assert mod._channels_first(a, a, (2, 9), 4, {})
+    assert not mod._channels_first(a, a, (2, 9), 4, {"chunk_parallel": True})
+    assert not mod._channels_first(a, a, None, 4, {})  # packed sequences
+    assert not mod._channels_first(a.contiguous(), a.contiguous(), (2, 9), 4, {})
