@@ -11,6 +11,8 @@ Times are medians of `triton.testing.do_bench` on CUDA (each call launched from 
 training loop does), of a perf_counter loop elsewhere; on CUDA the forward and the
 forward+backward are also replayed as CUDA graphs (`do_bench_cudagraph`), which leave the
 host's launch overhead out.
+A diagonal real scan is also timed on inputs stored `[B, D, T]` ("madc triton, channels
+first"): the layout the anchors read, which the vector backend reads in place.
 Ratios are reported, never asserted.
 """
 
