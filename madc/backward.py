@@ -11,6 +11,12 @@ and the adjoint `g_t = dL/dh_t` obeys `g_t = dH_t + J_{t+1} * g_{t+1}` (a revers
 arithmetic, whatever the semiring), `dL/da_t = g_t * Da_t`, `dL/db_t = g_t * Db_t`,
 `dL/dh_0 = J_1 * g_1`. Derivations and the tie rule are in `docs/backward.md`.
 
+**Step weights.** Where `mul`'s partials are both 1 (log, tropical, min_plus: `mul` is `+`) and
+`add`'s partials sum to 1 wherever the result is not the semiring zero, the step adjoint is a
+pair of weights `u = add_x(m, b)` (J and Da) and `v = add_y(m, b)` (Db) with `u + v = 1` (or
+both 0): `step_weights` returns them, and the Triton forward stores one number per step
+(`docs/backward.md`) that the backward reads instead of the states, the inputs and a `exp`.
+
 Two rewrites keep the printed coefficients finite and cheap:
 
 * **Result substitution.** A derivative that contains the operation's own argument of a `log`
@@ -88,6 +94,38 @@ def partials(op: sympy.Expr, zero: sympy.Expr) -> Partials:
         d = _substitute_result(d, op)
         out.append(_guard_zero(sympy.simplify(d) if not d.has(sympy.Heaviside) else d, zero))
     return Partials(*out)
+
+
+@dataclass(frozen=True)
+class StepWeights:
+    """`u = dh/dm` and `v = dh/db` of `h = add(m, b)` (in `M, B, H`) for a semiring whose `mul`
+    has partials 1: `J = Da = u`, `Db = v`, and `u + v = 1` except where both are 0."""
+
+    u: sympy.Expr
+    v: sympy.Expr
+
+
+def _unguarded(expr: sympy.Expr) -> sympy.Expr:
+    """`expr` without `_guard_zero`'s branch (its value where the result is not the zero)."""
+    if isinstance(expr, sympy.Piecewise) and expr.args[-1][1] == sympy.true:
+        return expr.args[-1][0]
+    return expr
+
+
+def step_weights(semiring: Semiring) -> StepWeights | None:
+    """The step weights of `semiring` (module doc), or None where they do not describe its
+    adjoint: `mul`'s partials are not both 1, or `add`'s do not sum to 1 (proved by sympy,
+    Heaviside rewritten piecewise, with `Z` replaced by `add` itself)."""
+    mul = partials(semiring.mul, semiring.zero)
+    if mul.dx != 1 or mul.dy != 1:
+        return None
+    add = partials(semiring.add, semiring.zero)
+    total = (_unguarded(add.dx) + _unguarded(add.dy)).xreplace({Z: semiring.add})
+    total = sympy.piecewise_fold(total.rewrite(sympy.Piecewise))
+    if sympy.simplify(total - 1) != 0:
+        return None
+    here = {X: M, Y: B, Z: H}
+    return StepWeights(add.dx.xreplace(here), add.dy.xreplace(here))
 
 
 def scan_adjoint(semiring: Semiring) -> ScanAdjoint:

@@ -67,9 +67,10 @@ def layers(shape, label):
                                                                   {}))
         per_call("look-back launcher",
                  lambda: tv.linear_scan_lookback(a, b, h0, hs, ht, uniform, tile))
-        per_call("Triton launch", lambda: kernel[grid](a, b, h0, hs, None, ht, seg, C, **meta))
-        compiled = kernel[grid](a, b, h0, hs, None, ht, seg, C, **meta)
-        args = (a, b, h0, hs, None, ht, seg, C, 32, 128, 2, 1, False, True, C)
+        per_call("Triton launch",
+                 lambda: kernel[grid](a, b, h0, hs, None, None, ht, seg, C, **meta))
+        compiled = kernel[grid](a, b, h0, hs, None, None, ht, seg, C, **meta)
+        args = (a, b, h0, hs, None, None, ht, seg, C, 32, 128, 2, 1, False, True, C)
         per_call("CompiledKernel launch", lambda: compiled[grid + (1,)](*args))
         per_call("torch.empty_like", lambda: torch.empty_like(a))
         per_call("torch.full", lambda: torch.full((1 + 3 * 264 * C,), -1,

@@ -20,7 +20,10 @@ import torch
 
 os.environ.setdefault("TRITON_INTERPRET", "1")
 
-from madc.backward import scan_adjoint  # noqa: E402
+import triton  # noqa: E402
+import triton.language as tl  # noqa: E402
+
+from madc.backward import scan_adjoint, step_weights  # noqa: E402
 from madc.codegen import triton_vector  # noqa: E402
 from madc.codegen.triton_print import TRITON, SympyPrinter, held_axes, place  # noqa: E402
 from madc.frontend import load_spec  # noqa: E402
@@ -732,8 +735,8 @@ def test_launch_keys_and_interpreter(tmp_path):
     h0, hs, ht = torch.zeros(1, 3), torch.empty(6, 3), torch.empty(1, 3)
     seg = torch.tensor([0, 6])
     tile = {"BT": 4, "BC": 4, "VEC": 4, "PREFETCH": 1, "num_warps": 1}
-    full = mod._launch(mod.linear_scan_fwd_kernel, (1, 1), a, b, h0, hs, None, ht, seg, 3, **tile,
-                       LOWER=False, EVEN=False, ROW=3)
+    full = mod._launch(mod.linear_scan_fwd_kernel, (1, 1), a, b, h0, hs, None, None, ht, seg, 3,
+                       **tile, LOWER=False, EVEN=False, ROW=3)
     assert full == dict(tile, LOWER=False, EVEN=False, ROW=3) and not mod._LAUNCHES
     want = torch.empty(6, 3)
     h = torch.zeros(3)
@@ -1172,7 +1175,7 @@ def _raw_forward(mod, name, a, b, h0, seg, row, even, tile):
     hs, ht = torch.empty_like(a), torch.empty_like(h0)
     C = a.shape[1]
     getattr(mod, f"{name}_fwd_kernel")[(mod._cdiv(C, tile["BC"]), seg.numel() - 1)](
-        a, b, h0, hs, None, ht, seg, C, **tile, LOWER=mod._lower({}), EVEN=even, ROW=row)
+        a, b, h0, hs, None, None, ht, seg, C, **tile, LOWER=mod._lower({}), EVEN=even, ROW=row)
     return hs, ht
 
 
@@ -1326,17 +1329,21 @@ def test_channels_first_kernels_equal_row_major_bits(name, tmp_path):
 
 @pytest.mark.parametrize("path", ["row", "first", "lookback", "pieces"])
 def test_forward_writes_the_output_beside_the_saved_states(path, tmp_path):
-    """Where the backward saves fp32 states (log, tropical: STATES_FP32) the forward kernel
-    writes the output in the inputs' dtype in the same pass: `out` holds the states rounded
-    as torch rounds them, on every path (the look-back's copied after it). fp16 here: the
-    interpreter rounds to bf16 towards zero (compiled Triton rounds to nearest even)."""
-    _, mod = _emit(os.path.join(ROOT, "examples", "scans", "log_scan.scan"), tmp_path)
-    assert mod.STATES_FP32
+    """Where the backward saves fp32 states (max_times: STATES_FP32, no step weights) the
+    forward kernel writes the output in the inputs' dtype in the same pass: `out` holds the
+    states rounded as torch rounds them, on every path (the look-back's copied after it).
+    fp16 here: the interpreter rounds to bf16 towards zero (compiled Triton rounds to nearest
+    even)."""
+    spec = tmp_path / "mt_scan.scan"
+    spec.write_text("scan mt_scan\ndims D = 20\nsemiring max_times\ninput a : [D]\n"
+                    "input b : [D]\nstate h : [D]\nh = a * h + b\nreadout y = h\n")
+    _, mod = _emit(str(spec), tmp_path)
+    assert mod.STATES_FP32 and not mod.STEP_WEIGHTS
     g = torch.Generator().manual_seed(12)
     N, T, C = 2, 37, 20
-    a = torch.rand(N, T, C, generator=g).log()
-    b = torch.randn(N, T, C, generator=g)
-    h0 = torch.randn(N, C, generator=g)
+    a = torch.rand(N, T, C, generator=g) * 1.1
+    b = torch.rand(N, T, C, generator=g)
+    h0 = torch.rand(N, C, generator=g)
     seg, uniform = mod._segments((N, T), None, a.device)
     if path == "first":
         a, b = (x.transpose(1, 2).contiguous() for x in (a, b))
@@ -1345,8 +1352,8 @@ def test_forward_writes_the_output_beside_the_saved_states(path, tmp_path):
     options = {"chunk_size": 8, "chunk_parallel": {"row": False, "first": False,
                                                    "lookback": "lookback", "pieces": True}[path]}
     out = torch.empty(a.shape, dtype=torch.float16)
-    hs, ht = mod.log_scan_fwd(a, b, h0, seg, uniform, options, torch.float32, out)
-    want, _ = mod.log_scan_fwd(a, b, h0, seg, uniform, options)
+    hs, ht = mod.mt_scan_fwd(a, b, h0, seg, uniform, options, torch.float32, out)
+    want, _ = mod.mt_scan_fwd(a, b, h0, seg, uniform, options)
     assert torch.equal(hs, want) and torch.equal(out, hs.to(torch.float16))
 
 
@@ -1366,3 +1373,93 @@ def test_channels_first_tile_fills_the_sms(tmp_path, monkeypatch):
     assert not mod._channels_first(a, a, (2, 9), 4, {"chunk_parallel": True})
     assert not mod._channels_first(a, a, None, 4, {})  # packed sequences
     assert not mod._channels_first(a.contiguous(), a.contiguous(), (2, 9), 4, {})
+
+
+def test_step_weights_are_derived():
+    """`step_weights` where mul's partials are 1 and add's sum to 1 off the zero (log,
+    tropical, min_plus, a user's logaddexp), none otherwise; u + v = 1 at a point, 1/2 each
+    at a tie."""
+    for name in ("real", "max_times", "boolean"):
+        assert step_weights(builtin(name)) is None
+    m, b, h = (sympy.Symbol(n, extended_real=True) for n in "mbh")
+    log = step_weights(builtin("log"))
+    at = {m: sympy.Rational(3, 10), b: -sympy.Rational(6, 5)}
+    at[h] = sympy.log(sympy.exp(at[m]) + sympy.exp(at[b]))
+    assert sympy.simplify((log.u + log.v).subs(at) - 1) == 0
+    assert log.u.subs({h: -sympy.oo}) == 0 and log.v.subs({h: -sympy.oo}) == 0
+    for name in ("tropical", "min_plus"):
+        w = step_weights(builtin(name))
+        assert w.u.subs({m: 1, b: 1}) == sympy.Rational(1, 2) == w.v.subs({m: 1, b: 1})
+        assert {w.u.subs({m: 2, b: 1}), w.v.subs({m: 2, b: 1})} == {0, 1}
+    user = load_spec(os.path.join(ROOT, "examples", "scans", "log_scan.scan")).semiring
+    assert step_weights(user) is not None
+
+
+_WEIGHT = _WU = _WV = None  # the emitted module's `_weight`, `_wu`, `_wv`, set by the test
+
+
+@triton.jit
+def _weights_round_trip(p_u, p_v, p_s, p_uo, p_vo, N: tl.constexpr):
+    o = tl.arange(0, N)
+    tl.store(p_s + o, _WEIGHT(tl.load(p_u + o), tl.load(p_v + o)).to(p_s.dtype.element_ty))
+    s = tl.load(p_s + o).to(tl.float32)
+    tl.store(p_uo + o, _WU(s))
+    tl.store(p_vo + o, _WV(s))
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float16])
+def test_step_weight_is_one_number(dtype, tmp_path, monkeypatch):
+    """`_weight` stores a step's (u, v) as one number in the storage dtype and `_wu`/`_wv`
+    read both back: exactly for (1, 0), (0, 1), (0, 0) and ties; the smaller with the dtype's
+    relative precision and the larger as 1 minus it, however near 1 it is; NaN stays NaN."""
+    _, mod = _emit(os.path.join(ROOT, "examples", "scans", "log_scan.scan"), tmp_path)
+    for name, fn in (("_WEIGHT", mod._weight), ("_WU", mod._wu), ("_WV", mod._wv)):
+        monkeypatch.setattr(sys.modules[__name__], name, fn)
+    small = [0.0, 1e-30 if dtype != torch.float16 else 1e-4, 1e-3, 0.3, 0.5]
+    u = torch.tensor(small + [1.0 - x for x in small[:-1]] + [0.0, math.nan, 0.0, 0.0, 0.0])
+    v = 1.0 - u
+    v[-5:] = torch.tensor([0.0, math.nan, 0.0, 0.0, 0.0])
+    s, uo, vo = torch.empty(16, dtype=dtype), torch.empty(16), torch.empty(16)
+    _weights_round_trip[(1,)](u, v, s, uo, vo, N=16)
+    eps = {torch.float32: 2.0 ** -23, torch.bfloat16: 2.0 ** -7, torch.float16: 2.0 ** -10}
+    n = 2 * len(small) - 1
+    lo = torch.minimum(u[:n], v[:n]).double()
+    for got, want in ((uo[:n], u[:n]), (vo[:n], v[:n])):
+        # the larger weight is 1 - s rounded to fp32 (half an ulp of a number below 1)
+        large = want > 0.5
+        want = torch.where(large, 1.0 - lo, lo)
+        tol = eps[dtype] * lo + torch.where(large, 2.0 ** -24, 0.0)
+        assert ((got.double() - want).abs() <= tol).all()
+    assert uo[n] == 0.0 and vo[n] == 0.0 and uo[n + 1].isnan() and vo[n + 1].isnan()
+    assert uo[0] == 0.0 and vo[0] == 1.0 and uo[len(small)] == 1.0 and vo[len(small)] == 0.0
+
+
+@pytest.mark.parametrize("name", ["log_scan", "tropical_scan"])
+@pytest.mark.parametrize("options", [{}, PIECES, {"chunk_size": 4}])
+def test_step_weights_backward_reads_only_the_weights(name, options, tmp_path):
+    """With step weights the backward kernels read the forward's weights and the adjoints
+    alone: NaN in place of a and b changes no gradient (one pass and chunk-parallel), and the
+    weights' gradients equal the float64 sequential adjoint's."""
+    _, mod = _emit(os.path.join(ROOT, "examples", "scans", f"{name}.scan"), tmp_path)
+    assert mod.STEP_WEIGHTS and not mod.STATES_FP32
+    g = torch.Generator().manual_seed(21)
+    N, T, C = 2, 29, 6
+    a = torch.randint(-2, 1, (N * T, C), generator=g).double()  # ties for max
+    b = torch.randint(-3, 1, (N * T, C), generator=g).double()
+    h0 = torch.randn(N, C, generator=g, dtype=torch.float64)
+    seg, uniform = mod._segments((N, T), None, a.device)
+    w = torch.empty_like(a)
+    hs, ht = getattr(mod, f"{name}_fwd")(a, b, h0, seg, uniform, options, weights=w)
+    dhs = torch.randn(N * T, C, generator=g, dtype=torch.float64)
+    dht = torch.randn(N, C, generator=g, dtype=torch.float64)
+    bwd = getattr(mod, f"{name}_bwd")
+    got = bwd(a, b, h0, w, seg, uniform, dhs, dht, options)
+    nan = torch.full_like(a, math.nan)
+    for x, y in zip(got, bwd(nan, nan, h0, w, seg, uniform, dhs, dht, options)):
+        assert torch.equal(x, y)
+    leaves = [x.clone().requires_grad_() for x in (a, b, h0)]
+    want, want_t = _loop_core(mod)(*leaves, seg)
+    torch.autograd.backward([want, want_t], [dhs, dht])
+    assert _rel_err(hs, want.detach()) <= TOL and _rel_err(ht, want_t.detach()) <= TOL
+    for x, leaf in zip(got, leaves):
+        assert _rel_err(x, leaf.grad) <= TOL

@@ -69,8 +69,29 @@ def supports(ir: ScanIR) -> bool:
     return True
 
 
+def _weights_code(weights: backward.StepWeights) -> dict:
+    """`_adjoint_code` for a semiring with step weights: the forward computes `u`, `v` from
+    its registers (`b_m`, the injected term `b_bb`, the new state `b_y`) and stores one number
+    per step (`_weight`); the backward reads it at rows t (`b_w`: Da, Db) and t+1 (`b_w1`: J)
+    and the first row (`b_ww0`: J for dL/dh0), and nothing else."""
+    names = {backward.M: "b_m", backward.B: "b_bb", backward.H: "b_y"}
+    return {
+        "weights": True,
+        "fwd_u": SympyPrinter(TRITON, names)(weights.u),
+        "fwd_v": SympyPrinter(TRITON, names)(weights.v),
+        "J1": "_wu(b_w1)", "J0": "_wu(b_ww0)", "Da": "_wu(b_w)", "Db": "_wv(b_w)",
+        "load_a": False, "load_b": False, "load_h": False, "load_p": False,
+        "load_a1": False, "load_b1": False, "load_h1": False, "J_load_h": False,
+        "J_needs": [], "states_fp32": False,
+    }
+
+
 def _adjoint_code(ir: ScanIR) -> dict:
-    """Triton code for the derived step adjoint: J at row t+1 (`_1` names), Da/Db at row t."""
+    """Triton code for the derived step adjoint: J at row t+1 (`_1` names), Da/Db at row t;
+    from the step weights where the semiring has them (`_weights_code`)."""
+    weights = backward.step_weights(ir.semiring)
+    if weights is not None:
+        return _weights_code(weights)
     adj = backward.scan_adjoint(ir.semiring)
     here = {s: n for s, n in zip((backward.A, backward.P, backward.B, backward.H, backward.M),
                                  ("b_a", "b_p", "b_b", "b_h", "b_m"))}
@@ -101,6 +122,7 @@ def _adjoint_code(ir: ScanIR) -> dict:
         # one bf16 step of a state near 50 is 0.25, i.e. 25% through exp (the real semiring's
         # J = a and Da = p only need the states' relative precision)
         "states_fp32": bool({"h", "m", "p"} & need_next or {"h", "m"} & need_here),
+        "weights": False,
     }
 
 

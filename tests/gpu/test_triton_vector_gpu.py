@@ -380,7 +380,7 @@ def test_direct_launch_matches_the_triton_launcher():
         for kernel, meta in ((tv.linear_scan_fwd_kernel, tile), (tuned, {})):
             hs, ht = torch.zeros_like(a), torch.zeros(N, 64).cuda()
             grid = (lambda m, N=N: (1, N)) if not meta else (1, N)
-            full = tv._launch(kernel, grid, a, b, h0, hs, None, ht, seg, 64, ROW=64, **meta)
+            full = tv._launch(kernel, grid, a, b, h0, hs, None, None, ht, seg, 64, ROW=64, **meta)
             assert full["BT"] in (16, 32) and full["ROW"] == 64
             want = _sequential(a.view(N, T, 64), b.view(N, T, 64), h0)
             assert _rel(hs.view(N, T, 64), want) <= 1e-5 and _rel(ht, want[:, -1]) <= 1e-5
@@ -390,7 +390,7 @@ def test_direct_launch_matches_the_triton_launcher():
     seen = []
     knobs.runtime.launch_enter_hook.add(seen.append)
     try:
-        tv._launch(tv.linear_scan_fwd_kernel, (1, N), a, b, h0, hs, None, ht, seg, 64, ROW=64,
+        tv._launch(tv.linear_scan_fwd_kernel, (1, N), a, b, h0, hs, None, None, ht, seg, 64, ROW=64,
                    **tile)
     finally:
         knobs.runtime.launch_enter_hook.remove(seen.append)

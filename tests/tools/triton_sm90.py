@@ -57,8 +57,10 @@ def record(spec: str, jobs_path: str) -> int:
                   else ("dtype", _dtype_name(v)) if isinstance(v, torch.dtype) else v
                   for k, v in bound.items()}
         # a kernel once per variant: row-major or channels first (ROW -1), and with or
-        # without its second output (p_y: log/tropical states saved in fp32)
-        key = (self.fn.__name__, values.get("ROW") == -1, values.get("p_y") is None)
+        # without its second output (p_y: max_times states saved in fp32) and step weights
+        # (p_w: log/tropical, for the backward)
+        key = (self.fn.__name__, values.get("ROW") == -1, values.get("p_y") is None,
+               values.get("p_w") is None)
         launches.setdefault(key, (self.fn.__code__.co_filename, values))
         return original(self, *args, grid=grid, warmup=warmup, **kwargs)
 
@@ -217,11 +219,14 @@ def ptx_report(jobs_path: str, name: str, overrides: list[str]) -> int:
     if not found:
         print(f"{name}: not among the recorded kernels")
         return 1
-    # an override ROW=-1 picks the channels-first launch, p_y=@DTYPE one with a second output
+    # an override ROW=-1 picks the channels-first launch, p_y=@DTYPE one with a second
+    # output, p_w=@DTYPE one that writes step weights
     want_first = "ROW=-1" in overrides
     want_y = any(o.startswith("p_y=@") for o in overrides)
+    want_w = any(o.startswith("p_w=@") for o in overrides)
     found.sort(key=lambda pv: ((pv[1].get("ROW") == -1) != want_first,
-                               (pv[1].get("p_y") is not None) != want_y))
+                               (pv[1].get("p_y") is not None) != want_y,
+                               (pv[1].get("p_w") is not None) != want_w))
     path, values = found[0]
     values = dict(values)
     for item in overrides:
@@ -251,6 +256,8 @@ def ptx_report(jobs_path: str, name: str, overrides: list[str]) -> int:
                               str(cubin)], capture_output=True, text=True)
         sass = subprocess.run([str(bin_dir / "nvdisasm"), "-c", str(cubin)],
                               capture_output=True, text=True).stdout if cubin.exists() else ""
+    if os.environ.get("MADC_SASS_OUT"):  # the whole SASS, to see where a loop spills
+        Path(os.environ["MADC_SASS_OUT"]).write_text(sass)
     print(" ".join(line.split("info    : ")[-1] for line in out.stderr.splitlines()
                    if "Used" in line or "spill" in line) or out.stderr.strip())
     files, counts, kinds, where = {}, collections.Counter(), {}, None
