@@ -4,7 +4,7 @@ in one process with the copy bandwidth, so the autotune lists and heuristics of
 
     python3 scripts/gpu_tiles.py PART [PART ...]
     # parts: b8 fp32 fp32s log bwd bwd2 b1 lookback lookback1 host ssm depth ab v4 rows
-    #        stages stages32 first first0
+    #        stages stages32 first first0 weights
 
 A tile is `BT,BC,VEC,PREFETCH,WARPS[,STAGES]` (the chunk_size, block_channels, vector_width,
 prefetch, num_warps and stages options of the generated `scan`). Times are
@@ -102,6 +102,13 @@ DEPTH_BWD_FP32 = ["tuned", "16,128,0,1,4", "16,128,0,2,4", "8,128,0,3,4", "8,128
 FIRST_FP32 = ["512,4,0,0,4", "2048,1,0,0,4", "256,8,0,0,4", "1024,4,0,0,8"]
 FIRST_BF16 = ["1024,4,0,0,4", "4096,1,0,0,4", "512,8,0,0,4", "2048,4,0,0,8"]
 FIRST_B1 = ["2048,1,0,0,4"]
+
+
+# session 29: the log and tropical scans' forward+backward with step weights against the real
+# scan's, at the same fixed tiles (no autotuning: the forward's and the backward's heuristic
+# chunk sizes, the other taking it too)
+WEIGHTS_BF16 = ["32,128,2,1,2", "16,128,2,1,2"]
+WEIGHTS_FP32 = ["32,128,0,1,4", "16,128,0,1,4"]
 
 
 def _options(tile: str) -> dict:
@@ -306,6 +313,11 @@ def main(parts):
         sweep_bwd(Case(f"{S}/linear_scan.scan", B8, fp32), STAGES_BWD_FP32, bw, measure)
     if "bwd2" in parts:
         sweep_bwd(Case(f"{S}/linear_scan.scan", B8, bf16), BWD_ONLY_BF16_2, bw, measure)
+    if "weights" in parts:
+        for dtype, tiles in ((bf16, WEIGHTS_BF16), (fp32, WEIGHTS_FP32)):
+            for name in ("linear_scan", "log_scan", "tropical_scan"):
+                sweep(Case(f"{S}/{name}.scan", B8, dtype), tiles, bw, measure, fb=True,
+                      graph=True)
     if "first" in parts or "first0" in parts:  # first0: the default tiles only
         for dtype, tiles in ((fp32, FIRST_FP32), (bf16, FIRST_BF16)):
             case = Case(f"{S}/linear_scan.scan", B8, dtype, first=True)
