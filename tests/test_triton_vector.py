@@ -1463,3 +1463,28 @@ def test_step_weights_backward_reads_only_the_weights(name, options, tmp_path):
     assert _rel_err(hs, want.detach()) <= TOL and _rel_err(ht, want_t.detach()) <= TOL
     for x, leaf in zip(got, leaves):
         assert _rel_err(x, leaf.grad) <= TOL
+
+
+def test_channels_first_autotune_prunes_to_a_full_grid(tmp_path, monkeypatch):
+    """The channels-first autotuners (`_autotune(first=True)`, keyed by C and SC) keep the
+    rows whose N x cdiv(C, BC) programs fill the SMs and whose EVEN matches C, or the
+    narrowest row where none fills them; every row compiles in `_configs`' shape."""
+    _, mod = _emit(os.path.join(ROOT, "examples", "scans", "linear_scan.scan"), tmp_path)
+    monkeypatch.setattr(mod, "_sms", lambda x: 132)
+    for tuner in (mod.linear_scan_fwd_first_tuned, mod.linear_scan_bwd_first_tuned):
+        assert tuner.keys == ["C", "SC"]
+
+        def kept(N, C, T, tuner=tuner):
+            x = torch.empty(N * C * T, dtype=torch.bfloat16)
+            return {(c.kwargs["BT"], c.kwargs["BC"], c.kwargs["EVEN"]) for c in
+                    tuner.early_config_prune(tuner.configs, {"C": C, "p_a": x}, SC=T)}
+
+        rows = mod._FIRST_FWD_ROWS if tuner is mod.linear_scan_fwd_first_tuned else \
+            mod._FIRST_BWD_ROWS
+        assert kept(8, 4096, 16) == {(bt, bc, True) for bt, bc, *_ in rows}
+        # B=1 D=256: only one channel per program gives 256 >= 132 programs
+        assert kept(1, 256, 16) == {(bt, bc, True) for bt, bc, *_ in rows if bc == 1}
+        # nothing fills 132 SMs with 60 channels at B=1: one row, the narrowest, masked
+        # channels where BC does not divide 60
+        (one,) = kept(1, 60, 16)
+        assert one[1] == min(bc for _, bc, *_ in rows) and one[2] == (60 % one[1] == 0)

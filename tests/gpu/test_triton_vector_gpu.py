@@ -116,11 +116,13 @@ def test_lookback_matches_sequential(name, B, T, chunk, tile):
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
 @pytest.mark.parametrize("B,T,D,options", [
     (3, 1000, 99, {"chunk_parallel": False}), (2, 4096, 64, {"chunk_parallel": False}),
-    (4, 37, 64, {"chunk_parallel": False}), (4, 4096, 200, {}), (2, 1, 64, {})])
+    (4, 37, 64, {"chunk_parallel": False}), (4, 4096, 200, {}), (2, 1, 64, {}),
+    (4, 2048, 512, {})])
 def test_channels_first_matches_row_major(name, dtype, B, T, D, options):
     """Channels-first inputs (stored [B, D, T]) are read in place by the compiled kernels,
-    with their own tile (1000 rows: a partial last chunk; 99 channels: channel masks), and
-    give the row-major scan's states, final states and gradients, in their layout."""
+    with their own tile (1000 rows: a partial last chunk; 99 channels: channel masks; 4M
+    elements: the autotuners' picks, `_FIRST_FWD_ROWS`), and give the row-major scan's
+    states, final states and gradients, in their layout."""
     import madc
 
     mod = madc.load(os.path.join(ROOT, "examples", "scans", f"{name}.scan"), D=D).cuda()
