@@ -1435,11 +1435,14 @@ def test_step_weight_is_one_number(dtype, tmp_path, monkeypatch):
 
 
 @pytest.mark.parametrize("name", ["log_scan", "tropical_scan"])
-@pytest.mark.parametrize("options", [{}, PIECES, {"chunk_size": 4}])
+@pytest.mark.parametrize("options", [{}, PIECES, {"chunk_size": 4}, {"log_lowering": False},
+                                     LOOKBACK], ids=["one-pass", "pieces", "chunk4", "generic",
+                                                     "lookback"])
 def test_step_weights_backward_reads_only_the_weights(name, options, tmp_path):
     """With step weights the backward kernels read the forward's weights and the adjoints
     alone: NaN in place of a and b changes no gradient (one pass and chunk-parallel), and the
-    weights' gradients equal the float64 sequential adjoint's."""
+    gradients from the weights of every forward path (the log lowering's sums, the generic
+    combine's shifted states, pieces, the look-back) equal the float64 sequential adjoint's."""
     _, mod = _emit(os.path.join(ROOT, "examples", "scans", f"{name}.scan"), tmp_path)
     assert mod.STEP_WEIGHTS and not mod.STATES_FP32
     g = torch.Generator().manual_seed(21)
