@@ -78,6 +78,9 @@ def test_summary_compares_runs_of_one_folder(tmp_path, capsys, monkeypatch):
     value, target = rows[("log_scan", "forward, time / the real linear scan's")]
     assert value == pytest.approx(madc_ms["log_scan"] / madc_ms["linear_scan"])
     assert target == "<= 1.2x"
+    fb = {s: r["entries"][0]["fwdbwd_ms"] for s, r in by_spec.items()}
+    value, target = rows[("log_scan", "forward+backward, time / the real linear scan's")]
+    assert value == pytest.approx(fb["log_scan"] / fb["linear_scan"]) and target == "<= 1.2x"
     value, target = rows[("linear_scan", "forward, fraction of the I/O roofline")]
     roof = next(e for e in by_spec["linear_scan"]["entries"] if e["name"].startswith("HBM"))
     assert value == pytest.approx(roof["fwd_ms"] / madc_ms["linear_scan"])
