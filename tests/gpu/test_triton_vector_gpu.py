@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import glob
 import importlib
+import math
 import os
 
 import pytest
@@ -215,6 +216,39 @@ def test_autotuned_bf16_forward_backward_matches_float64():
     gs = torch.stack(gs[::-1], 1)
     prev = torch.cat([torch.zeros_like(hs[:, :1]), hs[:, :-1]], 1)
     for got, ref in ((y, hs), (h, hs[:, -1]), (db, gs), (da, gs * prev)):
+        assert _rel(got, ref) <= 2e-2
+
+
+@pytest.mark.parametrize("name", ["log_scan", "tropical_scan"])
+def test_step_weights_bf16_forward_backward_matches_float64(name):
+    """Compiled, autotuned, bf16: the step weights the forward stores (the log lowering's
+    rcp.approx, the tropical indicators with ties) give dL/da, dL/db of a float64 autograd
+    recurrence from the same bf16 values."""
+    import madc
+
+    B, T, D = 2, 2048, 1024
+    mod = madc.load(os.path.join(ROOT, "examples", "scans", f"{name}.scan"), D=D).cuda()
+    tv = importlib.import_module(f"{type(mod).__module__}.triton_vector")
+    assert tv.STEP_WEIGHTS and B * T * D >= tv.TUNE_MIN_ELEMENTS
+    g = torch.Generator().manual_seed(7)
+    a = torch.sigmoid(torch.randn(B, T, D, generator=g) + 2).log()
+    b = torch.randn(B, T, D, generator=g)
+    if name == "tropical_scan":  # coarse values: exact ties between a + h and b
+        a, b = a.mul(4).round().div(4), b.mul(4).round().div(4)
+    a, b = a.cuda().bfloat16(), b.cuda().bfloat16()
+    w = torch.randn(B, T, D, generator=g).cuda()
+    leaves = [a.clone().requires_grad_(), b.clone().requires_grad_()]
+    (y,), (h,) = tv.scan({"a": leaves[0], "b": leaves[1]}, {}, mod.dims, None, None)
+    da, db = torch.autograd.grad((y.float() * w).sum(), leaves)
+    add = torch.logaddexp if name == "log_scan" else torch.maximum
+    a64, b64 = a.double().requires_grad_(), b.double().requires_grad_()
+    s, hs = torch.full((B, D), -math.inf, dtype=torch.float64, device="cuda"), []
+    for t in range(T):
+        s = add(a64[:, t] + s, b64[:, t]) if t else b64[:, 0].clone()
+        hs.append(s)
+    hs = torch.stack(hs, 1)
+    ra, rb = torch.autograd.grad((hs * w.double()).sum(), [a64, b64])
+    for got, ref in ((y, hs.detach()), (h, hs[:, -1].detach()), (da, ra), (db, rb)):
         assert _rel(got, ref) <= 2e-2
 
 
