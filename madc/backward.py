@@ -15,7 +15,7 @@ arithmetic, whatever the semiring), `dL/da_t = g_t * Da_t`, `dL/db_t = g_t * Db_
 `add`'s partials sum to 1 wherever the result is not the semiring zero, the step adjoint is a
 pair of weights `u = add_x(m, b)` (J and Da) and `v = add_y(m, b)` (Db) with `u + v = 1` (or
 both 0): `step_weights` returns them, and the Triton forward stores one number per step
-(`docs/backward.md`) that the backward reads instead of the states, the inputs and a `exp`.
+(`docs/backward.md`) that the backward reads instead of the states, the inputs and an `exp`.
 
 Two rewrites keep the printed coefficients finite and cheap:
 
