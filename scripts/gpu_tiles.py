@@ -99,9 +99,13 @@ DEPTH_BWD_FP32 = ["tuned", "16,128,0,1,4", "16,128,0,2,4", "8,128,0,3,4", "8,128
 
 # session 28: channels-first inputs ([B, D, T] storage, accelerated-scan's layout, read in
 # place): long runs of each channel's rows, few channels per program
-FIRST_FP32 = ["512,4,0,0,4", "2048,1,0,0,4", "256,8,0,0,4", "1024,4,0,0,8"]
-FIRST_BF16 = ["1024,4,0,0,4", "4096,1,0,0,4", "512,8,0,0,4", "2048,4,0,0,8"]
-FIRST_B1 = ["2048,1,0,0,4"]
+FIRST_FP32 = ["512,4,0,0,4", "2048,1,0,0,4", "256,8,0,0,4", "1024,4,0,0,8", "1024,4,0,1,4",
+              "512,4,0,0,4,3"]
+FIRST_BF16 = ["1024,4,0,0,4", "4096,1,0,0,4", "512,8,0,0,4", "2048,4,0,0,8", "1024,4,0,1,4",
+              "512,4,0,0,4,3"]
+# session 29: B=1 D=256 channels first is one channel per program, 256 programs: pipelined
+# rows keep loads in flight across chunks
+FIRST_B1 = ["2048,1,0,0,4", "2048,1,0,1,4", "2048,1,0,0,4,3", "4096,1,0,0,4"]
 
 
 # session 29: the log and tropical scans' forward+backward with step weights against the real

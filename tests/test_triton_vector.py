@@ -1491,3 +1491,22 @@ def test_channels_first_autotune_prunes_to_a_full_grid(tmp_path, monkeypatch):
         # channels where BC does not divide 60
         (one,) = kept(1, 60, 16)
         assert one[1] == min(bc for _, bc, *_ in rows) and one[2] == (60 % one[1] == 0)
+
+
+@pytest.mark.parametrize("name", ["linear_scan", "log_scan", "tropical_scan"])
+@pytest.mark.parametrize("options", [{"prefetch": 1, "chunk_size": 8},
+                                     {"prefetch": 3, "chunk_size": 4},
+                                     {"prefetch": 0, "stages": 3, "chunk_size": 8}],
+                         ids=["prefetch1", "prefetch3", "stages3"])
+def test_channels_first_pipelined_matches_oracle(name, options, tmp_path):
+    """The channels-first kernels with the forward's and backward's pipelining (the register
+    prefetch of the next chunks, Triton's staged loads: rows of `_FIRST_FWD_ROWS` and
+    `_FIRST_BWD_ROWS`) on a partial last chunk, with ties and an initial state."""
+    ir, mod = _emit(os.path.join(ROOT, "examples", "scans", f"{name}.scan"), tmp_path)
+    g = torch.Generator().manual_seed(17)
+    a = torch.randint(-2, 1, (2, 29, 5), generator=g).double()
+    a = a.exp() if name == "linear_scan" else a
+    b = torch.randint(-2, 2, (2, 29, 5), generator=g).double()
+    assert mod._channels_first(_first(a), _first(b), (2, 29), 5, options)
+    _compare(ir, mod, {"D": 5}, B=2, T=29, h0=True, inputs={"a": _first(a), "b": _first(b)},
+             **options)

@@ -137,8 +137,13 @@ def _tuned_configs(module, launches: dict) -> list:
             if not isinstance(tuned, triton.runtime.autotuner.Autotuner):
                 continue
             name = tuned.fn.__name__
-            if (name, False, True) in launches:  # the autotuned launches are row-major
-                path, values = launches[(name, False, True)]
+            # a channels-first autotuner (keyed by SC) over a recorded channels-first launch,
+            # the others over a row-major one; without a second output where one was recorded
+            first = "SC" in tuned.keys
+            found = sorted((key, launch) for key, launch in launches.items()
+                           if key[0] == name and key[1] == first)
+            if found:
+                path, values = found[-1][1]
                 for cfg in (tuned.configs[0], tuned.configs[-1]):
                     jobs.append((path, name, values | cfg.kwargs | {"num_warps": cfg.num_warps}))
     return jobs
