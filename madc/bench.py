@@ -207,11 +207,12 @@ def run_bench(file: str, shape: str = "", dtype: str = "bf16", backend: str = "t
         fb = measure(_fwd_bwd(lambda: mod(**grads_in), grads_in, mod.parameters()))
         entries.append(_entry(name, fwd, fb, note))
 
-    both(f"madc {backend}", ours)
-    if device.type == "cuda" and "graph" not in skip:
+    def graphed(name, inputs=inputs, grads_in=grads_in):
         # the device time: replayed as a CUDA graph, the host's launch overhead (Python,
         # argument binding, several launches, autograd's engine) is left out, so the kernels'
         # time can be told from a slow host's
+        if device.type != "cuda" or "graph" in skip:
+            return
         import triton.testing
 
         with torch.no_grad():
@@ -222,7 +223,10 @@ def run_bench(file: str, shape: str = "", dtype: str = "bf16", backend: str = "t
                 _fwd_bwd(lambda: ours(**grads_in), grads_in, ours.parameters()), rep=60))
         except Exception as exc:  # noqa: BLE001 - a capture failure is a result, not a crash
             fb, note = None, f"{note}; fwd+bwd capture failed: {type(exc).__name__}"
-        entries.append(_entry(f"madc {backend}, CUDA graph", fwd, fb, note))
+        entries.append(_entry(f"{name}, CUDA graph", fwd, fb, note))
+
+    both(f"madc {backend}", ours)
+    graphed(f"madc {backend}")
     if backend == "triton" and "materialised" not in skip and _exp_in_coefficients(ir):
         tv = importlib.import_module(f"{type(ours).__module__}.triton_vector") \
             if hasattr(ours, "dims") else None
@@ -267,9 +271,10 @@ def run_bench(file: str, shape: str = "", dtype: str = "bf16", backend: str = "t
         # the same module on inputs stored channels first ([B, D, T], the layout the anchors
         # below read, converted outside their timing), which its kernels read in place
         first = {k: v.transpose(1, 2).contiguous().transpose(1, 2) for k, v in inputs.items()}
+        first_in = {k: v.detach().clone().requires_grad_(True) for k, v in first.items()}
         both("madc triton, channels first", ours, "inputs stored [B, D, T], as "
-             "accelerated-scan's", first,
-             {k: v.detach().clone().requires_grad_(True) for k, v in first.items()})
+             "accelerated-scan's", first, first_in)
+        graphed("madc triton, channels first", first, first_in)
     if diagonal and "anchors" not in skip:
         a = torch.sigmoid(torch.randn(B, T, dict(ir.dim_sizes(**over))[ir.states[0].shape[0]],
                                       device=device) + 2).to(tdtype)

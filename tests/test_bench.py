@@ -200,3 +200,30 @@ def test_summary_measures_an_exp_bound_graph_against_its_floor():
             in bench_summary.rows([result])}
     assert rows["forward / its floor (max of exp and I/O)"] == (pytest.approx(1.5), "<= 1.5x")
     assert rows["forward (CUDA graph) / its floor"] == (pytest.approx(1.4), "<= 1.5x")
+
+
+def test_summary_measures_channels_first_against_the_roofline():
+    """The channels-first rows (eager and CUDA graph) are measured against the same roofline
+    and targets as the row-major ones: B = 1 forward >= 70%, B = 8 forward and
+    forward+backward."""
+    from madc import bench_summary
+
+    def result(B, entries):
+        return {"spec": "linear_scan", "B": B, "T": 64, "dims": {"D": 4}, "dtype": "bf16",
+                "entries": [{"name": "madc triton", "fwd_ms": 0.2, "fwdbwd_ms": 0.8},
+                            {"name": "HBM roofline (I/O bytes)", "fwd_ms": 0.1,
+                             "fwdbwd_ms": 0.4}] + entries}
+
+    first = [{"name": "madc triton, channels first", "fwd_ms": 0.25, "fwdbwd_ms": 1.0},
+             {"name": "madc triton, channels first, CUDA graph", "fwd_ms": 0.125,
+              "fwdbwd_ms": 0.5}]
+    rows = {(r[0].split()[2], r[1]): (r[2], r[3])
+            for r in bench_summary.rows([result(1, first), result(8, first)])}
+    assert rows[("B1", "forward (channels first), fraction of the I/O roofline")] == (
+        pytest.approx(0.4), ">= 70%")
+    assert rows[("B1", "forward (channels first, CUDA graph), fraction of the I/O "
+                 "roofline")] == (pytest.approx(0.8), ">= 70%")
+    assert ("B1", "forward+backward (channels first), fraction of the I/O roofline") \
+        not in rows
+    assert rows[("B8", "forward+backward (channels first, CUDA graph), fraction of the I/O "
+                 "roofline")] == (pytest.approx(0.8), ">= 90%")
