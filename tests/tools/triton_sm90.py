@@ -105,8 +105,8 @@ def _chunk_parallel(module, inputs) -> None:
 
 def _channels_first(module, inputs) -> None:
     """The vector backend's channels-first kernels (inputs stored [B, D, T], read in place),
-    forward and backward, in fp32 and bf16 (where the backward saves fp32 states, the
-    forward's second output)."""
+    forward and backward, in fp32 and bf16 (bf16: the forward's step weights where the
+    semiring has them, else its second output where the backward saves fp32 states)."""
     try:
         tv = importlib.import_module(f"{type(module).__module__}.triton_vector")
     except ImportError:
