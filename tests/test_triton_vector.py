@@ -1468,6 +1468,30 @@ def test_step_weights_backward_reads_only_the_weights(name, options, tmp_path):
         assert _rel_err(x, leaf.grad) <= TOL
 
 
+def test_step_weights_forward_tile_without_spills(tmp_path, monkeypatch):
+    """The compiled forward's untuned tile is 16 rows, not 32, where it writes step weights
+    with channel masks (32 spill in ptxas); options and whole tiles keep their rows, and the
+    row-major forward asks for it when given weights."""
+    _, mod = _emit(os.path.join(ROOT, "examples", "scans", "log_scan.scan"), tmp_path)
+    monkeypatch.setattr(mod, "_interpreted", lambda x: False)  # the GPU's heuristic
+    x = torch.zeros(1, dtype=torch.bfloat16)
+    assert mod._config(x, 4000, {}, weights=True)["BT"] == 16  # 4000 % 128: masks
+    assert mod._config(x, 4096, {}, weights=True)["BT"] == 32
+    assert mod._config(x, 4000, {})["BT"] == 32
+    assert mod._config(x, 4000, {"chunk_size": 64}, weights=True)["BT"] == 64
+    assert mod._config(x, 4000, {}, backward=True, weights=True)["BT"] == 16
+    monkeypatch.undo()
+    seen = []
+    config = mod._config
+    monkeypatch.setattr(mod, "_config", lambda *a, **k: seen.append(k) or config(*a, **k))
+    a = torch.rand(2 * 5, 3, dtype=torch.float64)
+    seg, uniform = mod._segments((2, 5), None, a.device)
+    h0 = torch.zeros(2, 3, dtype=torch.float64)
+    mod.log_scan_fwd(a, a, h0, seg, uniform, {}, weights=torch.empty_like(a))
+    mod.log_scan_fwd(a, a, h0, seg, uniform, {})
+    assert {"weights": True} in seen and {"weights": False} in seen
+
+
 def test_channels_first_autotune_prunes_to_a_full_grid(tmp_path, monkeypatch):
     """The channels-first autotuners (`_autotune(first=True)`, keyed by C and SC) keep the
     rows whose N x cdiv(C, BC) programs fill the SMs and whose EVEN matches C, or the
