@@ -1522,11 +1522,14 @@ def test_channels_first_autotune_prunes_to_a_full_grid(tmp_path, monkeypatch):
                                      {"prefetch": 3, "chunk_size": 4},
                                      {"prefetch": 0, "stages": 3, "chunk_size": 8}],
                          ids=["prefetch1", "prefetch3", "stages3"])
-def test_channels_first_pipelined_matches_oracle(name, options, tmp_path):
+@pytest.mark.parametrize("asc", [True, False], ids=["ascending", "descending"])
+def test_channels_first_pipelined_matches_oracle(name, options, asc, tmp_path, monkeypatch):
     """The channels-first kernels with the forward's and backward's pipelining (the register
     prefetch of the next chunks, Triton's staged loads: rows of `_FIRST_FWD_ROWS` and
-    `_FIRST_BWD_ROWS`) on a partial last chunk, with ties and an initial state."""
+    `_FIRST_BWD_ROWS`) on a partial last chunk, with ties and an initial state; the
+    backward's rows ascending in time (a reverse scan, `FIRST_BWD_ASC`) or descending."""
     ir, mod = _emit(os.path.join(ROOT, "examples", "scans", f"{name}.scan"), tmp_path)
+    monkeypatch.setattr(mod, "FIRST_BWD_ASC", asc)
     g = torch.Generator().manual_seed(17)
     a = torch.randint(-2, 1, (2, 29, 5), generator=g).double()
     a = a.exp() if name == "linear_scan" else a

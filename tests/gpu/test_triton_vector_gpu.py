@@ -152,6 +152,51 @@ def test_channels_first_matches_row_major(name, dtype, B, T, D, options):
 
 
 @pytest.mark.parametrize("name", ["linear_scan", "log_scan", "tropical_scan"])
+@pytest.mark.parametrize("tile", [(512, 1, 0, 4), (512, 1, 1, 4), (1024, 1, 0, 4),
+                                  (2048, 1, 0, 8), (1024, 2, 0, 8), (256, 2, 1, 4),
+                                  (2048, 1, 0, 4)])
+def test_channels_first_ascending_backward_matches_float64(name, tile, monkeypatch):
+    """The channels-first backward with its rows ascending in time and Triton's compiled
+    reverse scan (`FIRST_BWD_ASC`, off until this passes: triton-lang/triton#4362 reports
+    wrong reverse scans with non-commutative combines) gives the float64 recurrence's
+    gradients, at the tiles of `_FIRST_BWD_ROWS` (in-thread, across lanes and across
+    warps), with a partial last chunk, channel masks, ties and an initial state."""
+    import madc
+
+    B, T, C = 2, 3001, 5
+    mod = madc.load(os.path.join(ROOT, "examples", "scans", f"{name}.scan"), D=C).cuda()
+    tv = importlib.import_module(f"{type(mod).__module__}.triton_vector")
+    monkeypatch.setattr(tv, "FIRST_BWD_ASC", True)
+    bt, bc, pf, warps = tile
+    g = torch.Generator().manual_seed(7)
+    a = torch.randint(-2, 1, (B, T, C), generator=g).double()  # ties for max
+    a = (a / 8).exp() if name == "linear_scan" else a
+    b = torch.randint(-3, 2, (B, T, C), generator=g).double()
+    h0 = torch.randn(B, C, generator=g, dtype=torch.float64)
+    w = torch.randn(B, T, C, generator=g, dtype=torch.float64).cuda()
+    first = [v.float().cuda().transpose(1, 2).contiguous().transpose(1, 2).requires_grad_()
+             for v in (a, b)] + [h0.float().cuda().requires_grad_()]
+    (y,), (h,) = tv.scan({"a": first[0], "b": first[1]}, {}, mod.dims, (first[2],), None,
+                         chunk_size=bt, block_channels=bc, prefetch=pf, num_warps=warps,
+                         chunk_parallel=False)
+    assert tv._is_first(y)
+    got = torch.autograd.grad((y * w.float()).sum() + h.sum(), first)
+    step = {"linear_scan": lambda a, s, b: a * s + b,
+            "log_scan": lambda a, s, b: torch.logaddexp(a + s, b),
+            "tropical_scan": lambda a, s, b: torch.maximum(a + s, b)}[name]
+    ref = [v.cuda().requires_grad_() for v in (a, b, h0)]
+    s, hs = ref[2], []
+    for t in range(T):
+        s = step(ref[0][:, t], s, ref[1][:, t])
+        hs.append(s)
+    hs = torch.stack(hs, 1)
+    want = torch.autograd.grad((hs * w).sum() + hs[:, -1].sum(), ref)
+    assert _rel(y, hs) <= 1e-5 and _rel(h, hs[:, -1]) <= 1e-5
+    for x, r in zip(got, want):
+        assert _rel(x, r) <= 1e-5
+
+
+@pytest.mark.parametrize("name", ["linear_scan", "log_scan", "tropical_scan"])
 @pytest.mark.parametrize("packed", [False, True])
 def test_chunk_parallel_backward_matches_sequential(name, packed):
     mod, tv, g, a, b = _example_scan(name, 8191, seed=5)

@@ -60,7 +60,7 @@ def record(spec: str, jobs_path: str) -> int:
         # without its second output (p_y: max_times states saved in fp32) and step weights
         # (p_w: log/tropical, for the backward)
         key = (self.fn.__name__, values.get("ROW") == -1, values.get("p_y") is None,
-               values.get("p_w") is None)
+               values.get("p_w") is None, bool(values.get("ASC")))
         launches.setdefault(key, (self.fn.__code__.co_filename, values))
         return original(self, *args, grid=grid, warmup=warmup, **kwargs)
 
@@ -106,7 +106,8 @@ def _chunk_parallel(module, inputs) -> None:
 def _channels_first(module, inputs) -> None:
     """The vector backend's channels-first kernels (inputs stored [B, D, T], read in place),
     forward and backward, in fp32 and bf16 (bf16: the forward's step weights where the
-    semiring has them, else its second output where the backward saves fp32 states)."""
+    semiring has them, else its second output where the backward saves fp32 states), and the
+    backward with its rows ascending (`FIRST_BWD_ASC`)."""
     try:
         tv = importlib.import_module(f"{type(module).__module__}.triton_vector")
     except ImportError:
@@ -114,11 +115,16 @@ def _channels_first(module, inputs) -> None:
     import torch
 
     params = dict(module.named_parameters())
-    for dtype in (torch.float32, torch.bfloat16):
+    default = tv.FIRST_BWD_ASC
+    for dtype, asc in ((torch.float32, False), (torch.bfloat16, False), (torch.float32, True)):
+        tv.FIRST_BWD_ASC = asc  # the backward's rows ascending in time, or descending
         leaves = {name: x.movedim(1, -1).contiguous().movedim(-1, 1).to(dtype).requires_grad_()
                   for name, x in inputs.items()}
-        outs, finals = tv.scan(leaves, params, module.dims, None, None, fused=False)
-        sum(o.float().sum() for o in outs + finals).backward()
+        try:
+            outs, finals = tv.scan(leaves, params, module.dims, None, None, fused=False)
+            sum(o.float().sum() for o in outs + finals).backward()
+        finally:
+            tv.FIRST_BWD_ASC = default
 
 
 def _tuned_configs(module, launches: dict) -> list:
