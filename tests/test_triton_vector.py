@@ -1517,6 +1517,20 @@ def test_channels_first_autotune_prunes_to_a_full_grid(tmp_path, monkeypatch):
         assert one[1] == min(bc for _, bc, *_ in rows) and one[2] == (60 % one[1] == 0)
 
 
+@pytest.mark.parametrize("env", ["1", None])
+def test_channels_first_ascending_backward_switch(env, tmp_path, monkeypatch):
+    """`FIRST_BWD_ASC` is off unless MADC_FIRST_BWD_ASC=1 at import, and then both the
+    untuned and the autotuned channels-first backward take it."""
+    if env is None:
+        monkeypatch.delenv("MADC_FIRST_BWD_ASC", raising=False)
+    else:
+        monkeypatch.setenv("MADC_FIRST_BWD_ASC", env)
+    _, mod = _emit(os.path.join(ROOT, "examples", "scans", "linear_scan.scan"), tmp_path)
+    assert mod.FIRST_BWD_ASC is (env == "1")
+    assert {c.kwargs["ASC"] for c in mod.linear_scan_bwd_first_tuned.configs} == \
+        {env == "1"}
+
+
 @pytest.mark.parametrize("name", ["linear_scan", "log_scan", "tropical_scan"])
 @pytest.mark.parametrize("options", [{"prefetch": 1, "chunk_size": 8},
                                      {"prefetch": 3, "chunk_size": 4},
